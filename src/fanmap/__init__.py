@@ -1,0 +1,44 @@
+"""fanmap: turn plain functions into parallel maps.
+
+Example:
+    >>> from fanmap import parallel
+    >>> @parallel(backend="serial")
+    ... def square(x: int) -> int:
+    ...     return x * x
+    >>> square.map(range(4))
+    [0, 1, 4, 9]
+"""
+
+from __future__ import annotations
+
+from ._api import ParallelFunction as ParallelFunction
+from ._api import parallel as parallel
+from ._api import pmap as pmap
+from ._chunk import Args as Args
+from ._config import config as config
+from ._errors import BackendUnavailableError as BackendUnavailableError
+from ._errors import Failure as Failure
+from ._errors import FanmapError as FanmapError
+from ._errors import RemoteError as RemoteError
+from ._errors import SerializationError as SerializationError
+from ._errors import SharedStateError as SharedStateError
+from ._errors import TaskTimeoutError as TaskTimeoutError
+from ._errors import WorkerCrashedError as WorkerCrashedError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Args",
+    "BackendUnavailableError",
+    "Failure",
+    "FanmapError",
+    "ParallelFunction",
+    "RemoteError",
+    "SerializationError",
+    "SharedStateError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
+    "config",
+    "parallel",
+    "pmap",
+]

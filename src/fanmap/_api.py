@@ -1,0 +1,484 @@
+"""The public face: `parallel`, `ParallelFunction`, `pmap`.
+
+This module turns a call like ``square.map(xs, key=1)`` into a plan (the function, how
+each item becomes a call, the source of items, the options) and hands it to the
+engine. It never touches workers itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack, final, overload
+
+from ._chunk import ARGS, ONE, STAR, Args
+from ._config import Options, resolve, validate
+from ._engine import SKIPPED, QueueSource, Source, execute
+from ._errors import Failure
+
+__all__ = ["OptionsDict", "ParallelFunction", "parallel", "pmap"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+
+#: Seconds the thread behind ``submit`` waits for more work before it lets go of its pool.
+_SUBMIT_IDLE = 2.0
+
+
+class OptionsDict(TypedDict, total=False):
+    """The options, by name and type, as ``parallel``, ``.options`` and ``pmap`` take them."""
+
+    workers: int
+    backend: Literal["process", "thread", "serial"] | Any
+    ordered: bool
+    chunksize: int | None
+    timeout: float | None
+    on_error: Literal["raise", "return", "skip"]
+    retries: int
+    retry_on: type[BaseException] | tuple[type[BaseException], ...]
+    progress: bool | Callable[[int, int | None], object]
+    start_method: Literal["fork", "spawn", "forkserver"]
+    max_tasks_per_worker: int | None
+
+
+def _check_iterable(value: object, what: str) -> None:
+    if not isinstance(value, Iterable):
+        raise TypeError(
+            f"{what} must be iterable, not {type(value).__name__}; "
+            f"to make one call with this value, wrap it: [{value!r}]"
+        )
+
+
+def _by_name(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _ordered_map(blocks: Iterator[tuple[int, list[Any]]], total: int) -> list[Any]:
+    out: list[Any] = [None] * total
+    skipped = False
+    for start, values in blocks:
+        out[start : start + len(values)] = values
+        if not skipped and SKIPPED in values:
+            skipped = True
+    return [v for v in out if v is not SKIPPED] if skipped else out
+
+
+def _unordered_map(blocks: Iterator[tuple[int, list[Any]]]) -> list[Any]:
+    out: list[Any] = []
+    for _, values in blocks:
+        out.extend(values)
+    return [v for v in out if v is not SKIPPED] if SKIPPED in out else out
+
+
+def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
+    try:
+        for _, values in blocks:
+            for value in values:
+                if value is not SKIPPED:
+                    yield value
+    finally:
+        blocks.close()  # type: ignore[attr-defined]  # a generator: stop its workers now
+
+
+@final
+class ParallelFunction(Generic[P, R]):
+    """A function that still runs as itself when called, and also maps in parallel.
+
+    Made by `parallel`. Calling it runs the plain function in the caller; ``map`` and
+    friends fan calls out over a pool of workers kept warm between calls.
+
+    Example:
+        >>> from fanmap import parallel
+        >>> @parallel(backend="thread", workers=2)
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> square(3)
+        9
+        >>> square.map(range(5))
+        [0, 1, 4, 9, 16]
+    """
+
+    def __init__(self, fn: Callable[P, R], options: dict[str, Any], root: Any = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
+        if isinstance(fn, ParallelFunction):
+            root = fn._root
+            options = {**fn._options, **options}
+            fn = fn._fanmap_fn
+        self._fanmap_fn: Callable[P, R] = fn
+        self._options = validate(options)
+        self._root: Any = self if root is None else root
+        self._submit_lock = threading.Lock()
+        self._submitter: _Submitter | None = None
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the plain function in the caller, as if it were not decorated."""
+        return self._fanmap_fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        name = getattr(self._fanmap_fn, "__qualname__", repr(self._fanmap_fn))
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options.items())
+        return f"<parallel {name}{' ' + opts if opts else ''}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        module = getattr(self, "__module__", None)
+        qualname = getattr(self, "__qualname__", None)
+        if self._root is self and module and qualname and module != "__main__":
+            try:
+                found = _by_name(module, qualname)
+            except Exception:
+                found = None
+            if found is self:
+                return (_by_name, (module, qualname))
+        return (ParallelFunction, (self._fanmap_fn, self._options))
+
+    def _resolve(self) -> Options:
+        return resolve(self._options)
+
+    def _run(self, mode: int, source: Source, kwargs: dict[str, Any], options: Options, window: int | None) -> Iterator[tuple[int, list[Any]]]:
+        return execute(self._fanmap_fn, self._root, mode, source, kwargs, options, window=window, label=self.__name__)
+
+    def options(self, **options: Unpack[OptionsDict]) -> ParallelFunction[P, R]:
+        """Return a copy with some options changed; the original keeps its own.
+
+        Args:
+            **options: Any of the options of `parallel`.
+
+        Returns:
+            A new parallel function; it shares warm pools with every other function
+            whose pool-level options (backend, workers, start method) are the same.
+
+        Example:
+            >>> from fanmap import parallel
+            >>> double = parallel(lambda x: 2 * x)
+            >>> double.options(backend="serial", ordered=False).map([1, 2])
+            [2, 4]
+        """
+        return ParallelFunction(self._fanmap_fn, {**self._options, **options}, self._root)
+
+    def _plan(self, iterables: tuple[Iterable[Any], ...], what: str) -> tuple[int, Iterable[Any]]:
+        if not iterables:
+            raise TypeError(f"{what}() needs at least one iterable")
+        for i, iterable in enumerate(iterables, 1):
+            _check_iterable(iterable, f"argument {i} of {what}()" if len(iterables) > 1 else f"the argument of {what}()")
+        if len(iterables) == 1:
+            return ONE, iterables[0]
+        return STAR, zip(*iterables)
+
+    def map(self, *iterables: Iterable[Any], **kwargs: Any) -> list[R]:
+        """Call the function on every item, in parallel; return the results in order.
+
+        Like ``list(map(fn, *iterables))``: several iterables are zipped (stopping at the
+        shortest). Keyword arguments are given to every call (and sent to each worker
+        once per map, not once per call).
+
+        Args:
+            *iterables: One iterable per positional parameter to fill.
+            **kwargs: Keyword arguments for every call.
+
+        Returns:
+            The results, in input order unless ``ordered=False`` (then in completion
+            order). Under ``on_error="return"`` a failed item's place holds a
+            `Failure`; under ``"skip"`` it is left out.
+
+        Raises:
+            TypeError: An argument is not iterable.
+            Exception: The first exception a call raised (``on_error="raise"``), with
+                the worker's traceback and a note naming the item.
+
+        Example:
+            >>> from fanmap import parallel
+            >>> pow_ = parallel(pow, backend="serial")
+            >>> pow_.map([2, 3], [5, 2])
+            [32, 9]
+        """
+        mode, items = self._plan(iterables, "map")
+        return self._collect(mode, items, kwargs)
+
+    def starmap(self, iterable: Iterable[Iterable[Any] | Args], **kwargs: Any) -> list[R]:
+        """Call the function once per tuple (or `Args`) of arguments; return the results.
+
+        Args:
+            iterable: Tuples of positional arguments, or `Args` for per-call keywords.
+            **kwargs: Keyword arguments for every call (an `Args` item's own win).
+
+        Returns:
+            The results, as `map` returns them.
+
+        Example:
+            >>> from fanmap import Args, parallel
+            >>> pow_ = parallel(pow, backend="serial")
+            >>> pow_.starmap([(2, 5), Args(3, 2)])
+            [32, 9]
+        """
+        _check_iterable(iterable, "the argument of starmap()")
+        return self._collect(ARGS, iterable, kwargs)
+
+    def _collect(self, mode: int, items: Iterable[Any], kwargs: dict[str, Any]) -> list[R]:
+        options = self._resolve()
+        source = Source(items)
+        if source.total is None:
+            source = Source(list(items))  # map is eager: knowing the length chunks better
+        blocks = self._run(mode, source, kwargs, options, None)
+        if options.ordered:
+            assert source.total is not None
+            return _ordered_map(blocks, source.total)
+        return _unordered_map(blocks)
+
+    def _lazy(self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str) -> Iterator[R]:
+        mode, items = self._plan(iterables, what)
+        options = self._resolve()
+        if options.ordered != ordered:
+            options = resolve(self._options, {"ordered": ordered})
+        window = max(64, 8 * options.workers)
+        return _stream(self._run(mode, Source(items), kwargs, options, window))
+
+    def imap(self, *iterables: Iterable[Any], **kwargs: Any) -> Iterator[R]:
+        """Yield results in input order as they become ready, pulling input lazily.
+
+        The input is never turned into a list: a bounded number of calls is in flight
+        and more input is read as results are consumed, so an endless generator works
+        and memory stays flat. Leaving the loop early cancels what is still queued.
+
+        Args:
+            *iterables: As for `map`.
+            **kwargs: Keyword arguments for every call.
+
+        Yields:
+            The results, in input order.
+
+        Example:
+            >>> import itertools
+            >>> from fanmap import parallel
+            >>> square = parallel(lambda x: x * x, backend="thread", workers=2)
+            >>> list(itertools.islice(square.imap(itertools.count()), 5))
+            [0, 1, 4, 9, 16]
+        """
+        return self._lazy(True, iterables, kwargs, "imap")
+
+    def imap_unordered(self, *iterables: Iterable[Any], **kwargs: Any) -> Iterator[R]:
+        """Yield results as calls finish, in completion order, pulling input lazily.
+
+        Args:
+            *iterables: As for `map`.
+            **kwargs: Keyword arguments for every call.
+
+        Yields:
+            The results, in the order the calls finished.
+
+        Example:
+            >>> from fanmap import parallel
+            >>> square = parallel(lambda x: x * x, backend="thread", workers=2)
+            >>> sorted(square.imap_unordered(range(4)))
+            [0, 1, 4, 9]
+        """
+        return self._lazy(False, iterables, kwargs, "imap_unordered")
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Schedule one call; return a `concurrent.futures.Future` for its result.
+
+        Calls submitted close together share the warm pool and are batched like a map.
+        A failed call sets the future's exception; it does not affect other futures.
+
+        Returns:
+            A future that holds the result or the exception.
+
+        Example:
+            >>> from fanmap import parallel
+            >>> square = parallel(lambda x: x * x, backend="thread", workers=2)
+            >>> square.submit(7).result()
+            49
+        """
+        future: Future[R] = Future()
+        with self._submit_lock:
+            if self._submitter is None or not self._submitter.accepts():
+                self._submitter = _Submitter(self)
+            self._submitter.put(future, Args(*args, **kwargs))
+        return future
+
+
+class _Submitter:
+    """The thread behind ``submit``: one open-ended unordered run over a queue."""
+
+    def __init__(self, owner: ParallelFunction[Any, Any]) -> None:
+        import queue
+
+        self._owner = owner
+        self._inbox: queue.SimpleQueue[tuple[Future[Any], Args]] = queue.SimpleQueue()
+        self._futures: dict[int, Future[Any]] = {}
+        self._taken = 0
+        self._lock = threading.Lock()
+        self._open = True
+        self._thread = threading.Thread(target=self._serve, name="fanmap-submit", daemon=True)
+        self._started = False
+
+    def accepts(self) -> bool:
+        return self._open
+
+    def put(self, future: Future[Any], call: Args) -> None:
+        with self._lock:
+            self._inbox.put((future, call))
+            if not self._started:
+                self._started = True
+                self._thread.start()
+
+    def _serve(self) -> None:
+        owner = self._owner
+        try:
+            options = resolve(owner._options, {"ordered": False, "on_error": "return", "progress": False})
+        except Exception as exc:
+            self._fail_all(exc)
+            return
+        while True:
+            source = _FutureSource(self)
+            try:
+                for start, values in execute(owner._fanmap_fn, owner._root, ARGS, source, {}, options, window=None):
+                    for offset, value in enumerate(values):
+                        future = self._futures.pop(start + offset)
+                        if isinstance(value, Failure):
+                            future.set_exception(value.exception)
+                        else:
+                            future.set_result(value)
+            except BaseException as exc:  # noqa: BLE001 - every waiting future must hear of it
+                self._fail_all(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            with self._lock:
+                if self._inbox.empty():
+                    self._open = False
+                    return
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._futures.clear()
+        while not self._inbox.empty():
+            future, _ = self._inbox.get()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(exc)
+
+
+class _FutureSource(QueueSource):
+    """Hands the submitted calls to the engine, dropping those cancelled meanwhile."""
+
+    def __init__(self, submitter: _Submitter) -> None:
+        super().__init__(submitter._inbox, _SUBMIT_IDLE)
+        self._submitter = submitter
+
+    def take(self, count: int, block: bool) -> Any:
+        taken = super().take(count, block)
+        if not taken:
+            return taken
+        calls = []
+        sub = self._submitter
+        for future, call in taken:
+            if future.set_running_or_notify_cancel():
+                sub._futures[sub._taken] = future
+                sub._taken += 1
+                calls.append(call)
+        return calls
+
+
+@overload
+def parallel(fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
+@overload
+def parallel(fn: Callable[P, R], /, **options: Unpack[OptionsDict]) -> ParallelFunction[P, R]: ...
+@overload
+def parallel(**options: Unpack[OptionsDict]) -> Callable[[Callable[P, R]], ParallelFunction[P, R]]: ...
+def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Give a function ``.map``, ``.imap``, ``.starmap``, ``.submit`` and friends.
+
+    Usable bare (``@parallel``) or with options (``@parallel(workers=4)``), or as a
+    call (``parallel(pow)``). The decorated function still runs as itself when called.
+
+    Args:
+        fn: The function. Module-level functions pickle by reference; lambdas,
+            closures and functions of ``__main__`` travel by value (cloudpickle).
+        **options: ``workers`` (pool size, default: usable CPUs), ``backend``
+            (``"process"``, ``"thread"``, ``"serial"``), ``ordered``, ``chunksize``
+            (``None`` = adaptive), ``timeout`` (seconds per call), ``on_error``
+            (``"raise"``, ``"return"``, ``"skip"``), ``retries``, ``retry_on``,
+            ``progress``, ``start_method``, ``max_tasks_per_worker``.
+
+    Returns:
+        A `ParallelFunction`, or a decorator that makes one.
+
+    Raises:
+        TypeError: An unknown option, or a value of the wrong type.
+        ValueError: An option value out of range; the message lists the valid ones.
+
+    Example:
+        >>> from fanmap import parallel
+        >>> @parallel(backend="serial")
+        ... def add(a: int, b: int = 0) -> int:
+        ...     return a + b
+        >>> add.map([1, 2], [10, 20])
+        [11, 22]
+        >>> add.map([1, 2], b=5)
+        [6, 7]
+    """
+    validate(options)
+    if fn is None:
+        return lambda f: ParallelFunction(f, dict(options))
+    return ParallelFunction(fn, dict(options))
+
+
+@overload
+def pmap(fn: Callable[[T1], R], it1: Iterable[T1], /, **options: Unpack[OptionsDict]) -> list[R]: ...
+@overload
+def pmap(
+    fn: Callable[[T1, T2], R], it1: Iterable[T1], it2: Iterable[T2], /, **options: Unpack[OptionsDict]
+) -> list[R]: ...
+@overload
+def pmap(
+    fn: Callable[[T1, T2, T3], R],
+    it1: Iterable[T1],
+    it2: Iterable[T2],
+    it3: Iterable[T3],
+    /,
+    **options: Unpack[OptionsDict],
+) -> list[R]: ...
+@overload
+def pmap(
+    fn: Callable[[T1, T2, T3, T4], R],
+    it1: Iterable[T1],
+    it2: Iterable[T2],
+    it3: Iterable[T3],
+    it4: Iterable[T4],
+    /,
+    **options: Unpack[OptionsDict],
+) -> list[R]: ...
+def pmap(fn: Callable[..., Any], /, *iterables: Iterable[Any], **options: Any) -> list[Any]:
+    """Map a function over iterables in parallel, in one call.
+
+    ``pmap(fn, xs, **options)`` is ``parallel(fn, **options).map(xs)``. Keywords are
+    options; to give a keyword argument to every call, use ``parallel(fn).map(xs,
+    key=value)``.
+
+    Args:
+        fn: The function (plain or already decorated).
+        *iterables: One iterable per positional parameter, zipped like `map`.
+        **options: The options of `parallel`.
+
+    Returns:
+        The results, as `ParallelFunction.map` returns them.
+
+    Example:
+        >>> from fanmap import pmap
+        >>> pmap(pow, [2, 3], [5, 2], backend="serial")
+        [32, 9]
+    """
+    return ParallelFunction(fn, dict(options)).map(*iterables)
+

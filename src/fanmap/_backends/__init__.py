@@ -1,0 +1,96 @@
+"""The backend boundary: a small protocol, and the registry of built-in backends.
+
+A backend opens pools; a pool runs chunks and reports what happened to each one. It
+knows nothing of ordering, retries of crashed items, error policy or progress: the
+engine does all of that, the same way for every backend.
+
+Built-in backends are imported only when first asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Final, Protocol
+
+from .._errors import SerializationError
+
+if TYPE_CHECKING:
+    from .._chunk import Chunk, Event, RunSpec
+    from .._config import Options
+
+__all__ = ["Backend", "Pool", "Unsendable", "get_backend"]
+
+
+class Unsendable(Exception):
+    """Some items of a chunk could not be pickled; nothing of the chunk was sent."""
+
+    def __init__(self, errors: dict[int, SerializationError]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class Pool(Protocol):
+    """Workers that run chunks; one run at a time."""
+
+    #: How many chunks can run at once.
+    workers: int
+
+    @property
+    def usable(self) -> bool:
+        """Whether the pool may serve another run."""
+        ...
+
+    def begin(self, spec: RunSpec) -> None:
+        """Prepare for a run. Raises `SerializationError` if the spec cannot be sent."""
+        ...
+
+    def room(self, depth: int) -> int:
+        """How many more chunks to accept now, keeping at most ``depth`` per worker."""
+        ...
+
+    def submit(self, chunk: Chunk) -> None:
+        """Start a chunk (or queue it behind a running one). Raises `Unsendable`."""
+        ...
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        """Block until something happened to a submitted chunk or ``timeout`` passed."""
+        ...
+
+    def end(self, *, abort: bool) -> None:
+        """Finish a run; with ``abort``, stop running chunks and drop queued ones."""
+        ...
+
+    def close(self) -> None:
+        """Stop every worker and free what the pool holds."""
+        ...
+
+
+class Backend(Protocol):
+    """Something that opens pools: one of the built-in backends, or a user's."""
+
+    name: str
+
+    def pool_key(self, options: Options) -> Hashable:
+        """Runs whose options give equal keys may share a warm pool."""
+        ...
+
+    def open_pool(self, options: Options) -> Pool:
+        """Open a pool for these options."""
+        ...
+
+
+_BUILT_IN: Final = {
+    "process": "._process",
+    "thread": "._thread",
+    "serial": "._serial",
+}
+
+
+def get_backend(spec: object) -> Backend:
+    """Return the backend an option value names, importing it on first use."""
+    if isinstance(spec, str):
+        module = importlib.import_module(_BUILT_IN[spec], __name__)
+        backend: Backend = module.BACKEND
+        return backend
+    return spec  # type: ignore[return-value]  # validated to have open_pool

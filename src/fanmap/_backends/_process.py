@@ -1,0 +1,370 @@
+"""The process backend: fanmap's own worker processes, one pair of pipes each.
+
+```
+                 task pipe (SETUP, TASK, None)
+  caller  ──────────────────────────────────────────►  worker i  (own process group)
+  engine  ◄──────────────────────────────────────────   call_chunk(...)
+  thread         result pipe (results, errors, elapsed)
+     ▲
+     └── multiprocessing.connection.wait(result pipes + process sentinels, timeout)
+```
+
+Everything happens in the caller's thread, in `wait`: a reply, a worker's death (its
+sentinel becomes readable at once, no polling) and a timeout (the wait's own timeout
+is the earliest deadline) all wake it. There is no helper thread, so there is nothing
+to deadlock and a Ctrl-C lands in the caller's frame.
+
+Each worker holds at most a few chunks: the one it runs and those queued behind it in
+its pipe. A chunk is queued behind a running one only if it fits in the pipe's buffer,
+so that the caller never blocks writing to a busy worker while that worker blocks
+writing its reply to the caller.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+from collections.abc import Hashable
+from multiprocessing.connection import Connection, wait
+from typing import Any, Final
+
+from .. import _pools
+from .._chunk import Chunk, Done, Event, Lost, RunSpec
+from .._config import Options, cpu_count
+from .._errors import SerializationError
+from .._serialize import PROTOCOL, describe, dumps, dumps_function, find_unpicklable
+from .._traceback import rebuild
+from .._worker import SETUP, TASK, WHOLE_CHUNK, worker_main
+from . import Unsendable
+
+__all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
+
+_PIPE_SIZE: Final = 1 << 20
+#: Seconds between SIGTERM and SIGKILL when a worker is stopped for a timeout.
+_TERM_GRACE: Final = 0.5
+
+
+def _grow_pipe(conn: Connection) -> int:
+    """Enlarge a pipe's buffer where the OS allows it; return its capacity."""
+    try:
+        import fcntl
+
+        return int(fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE))
+    except (ImportError, AttributeError, OSError):  # pragma: no cover - not Linux
+        return 1 << 16
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:  # pragma: no cover - unknown signal number
+            name = f"signal {-exitcode}"
+        return f"was killed by {name}"
+    if exitcode == 0:
+        return "exited with code 0 (os._exit or sys.exit in the function?)"
+    return f"exited with code {exitcode}"
+
+
+class _Worker:
+    __slots__ = ("calls", "capacity", "chunks", "index", "label", "process", "replies",
+                 "retiring", "setup", "started", "tasks")
+
+    def __init__(self, index: int, context: Any, blas_threads: int) -> None:
+        tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
+        replies_r, replies_w = multiprocessing.Pipe(duplex=False)
+        self.index = index
+        self.tasks: Connection = tasks_w
+        self.replies: Connection = replies_r
+        self.capacity = _grow_pipe(tasks_w)
+        _grow_pipe(replies_w)
+        self.process = context.Process(
+            target=worker_main,
+            args=(tasks_r, replies_w, blas_threads, _pools.IDLE_TIMEOUT),
+            name=f"fanmap-worker-{index}",
+        )
+        self.process.start()
+        tasks_r.close()
+        replies_w.close()
+        self.label = f"worker {index} (pid {self.process.pid})"
+        self.chunks: collections.deque[Chunk] = collections.deque()
+        self.setup: bytes | None = None
+        self.started = 0.0
+        self.calls = 0
+        self.retiring = False
+
+    def send(self, payload: bytes) -> None:
+        self.tasks.send_bytes(payload)
+
+    def kill(self) -> int | None:
+        """Stop the worker and its process group at once; return its exit code."""
+        pid = self.process.pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return self.reap()
+
+    def terminate(self) -> int | None:
+        """SIGTERM the worker's process group, then SIGKILL what is left."""
+        pid = self.process.pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            self.process.join(_TERM_GRACE)
+        return self.kill()
+
+    def reap(self) -> int | None:
+        self.process.join()
+        # The group outlives its leader while a grandchild is in it.
+        if self.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.tasks.close()
+        self.replies.close()
+        code = self.process.exitcode
+        self.process.close()
+        return code
+
+
+class ProcessPool:
+    """Worker processes started with one start method, restarted as needed."""
+
+    def __init__(self, options: Options) -> None:
+        self.workers = options.workers
+        self._context = multiprocessing.get_context(options.start_method)
+        self._blas_threads = max(1, cpu_count() // options.workers)
+        self._max_tasks = options.max_tasks_per_worker
+        self._slots: list[_Worker | None] = [None] * options.workers
+        self._setup = b""
+        self._timeout: float | None = None
+        self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
+        self._closed = False
+
+    @property
+    def usable(self) -> bool:
+        return not self._closed
+
+    # -- runs ------------------------------------------------------------------
+
+    def begin(self, spec: RunSpec) -> None:
+        try:
+            fn_blob = dumps_function(spec.ref)
+        except Exception as exc:
+            name = getattr(spec.fn, "__qualname__", repr(spec.fn))
+            raise SerializationError(
+                f"cannot pickle the function {name} ({describe(spec.fn)}: {exc}); "
+                f"define it at module level, or use backend=\"thread\""
+            ) from exc
+        for key, value in spec.kwargs.items():
+            try:
+                dumps(value)
+            except Exception as exc:
+                raise SerializationError(
+                    f"cannot pickle keyword argument {key}= given to the map "
+                    f"({describe(value)}: {exc}); pass plain data or use backend=\"thread\""
+                ) from exc
+        rest = dumps((spec.mode, spec.kwargs, spec.fail_fast, spec.retries, spec.retry_on, spec.timeout))
+        self._setup = pickle.dumps((SETUP, fn_blob, rest), PROTOCOL)
+        self._timeout = spec.timeout
+        for i, worker in enumerate(self._slots):
+            if worker is None or not worker.process.is_alive() or worker.retiring:
+                if worker is not None:
+                    worker.kill()
+                self._slots[i] = self._start(i)
+
+    def _start(self, index: int) -> _Worker:
+        return _Worker(index, self._context, self._blas_threads)
+
+    def room(self, depth: int) -> int:
+        free = 0
+        for w in self._slots:
+            if w is not None and not w.retiring:
+                free += max(0, depth - len(w.chunks))
+        return free - len(self._held)
+
+    def submit(self, chunk: Chunk) -> None:
+        try:
+            payload = pickle.dumps((TASK, chunk.start, chunk.items), PROTOCOL)
+        except Exception:
+            payload = self._encode_slowly(chunk)
+        worker = self._pick(len(payload))
+        if worker is None:
+            self._held.append((chunk, payload))
+        else:
+            self._send(worker, chunk, payload)
+
+    def _encode_slowly(self, chunk: Chunk) -> bytes:
+        try:
+            return dumps((TASK, chunk.start, chunk.items))
+        except Exception:
+            pass
+        errors: dict[int, SerializationError] = {}
+        for pos, item in enumerate(chunk.items):
+            found = find_unpicklable(item if isinstance(item, tuple) else (item,))
+            if found is None:
+                continue
+            where, value, exc = found
+            what = f"keyword argument {where}=" if isinstance(where, str) else f"argument {where}"
+            error = SerializationError(
+                f"cannot pickle {what} of item {chunk.start + pos} ({describe(value)}: {exc}); "
+                f"pass plain data or use backend=\"thread\""
+            )
+            error.__cause__ = exc
+            errors[pos] = error
+        if not errors:  # pragma: no cover - the whole failed but no part did
+            errors = {pos: SerializationError(f"cannot pickle item {chunk.start + pos}")
+                      for pos in range(len(chunk.items))}
+        raise Unsendable(errors)
+
+    def _pick(self, size: int) -> _Worker | None:
+        best: _Worker | None = None
+        for w in self._slots:
+            if w is None or w.retiring:
+                continue
+            if best is None or len(w.chunks) < len(best.chunks):
+                best = w
+        if best is None:
+            return None
+        if best.chunks and size + len(self._setup) > best.capacity // 2:
+            return None  # would block on a busy worker: wait for an idle one
+        return best
+
+    def _send(self, worker: _Worker, chunk: Chunk, payload: bytes) -> None:
+        if worker.setup is not self._setup:
+            worker.send(self._setup)
+            worker.setup = self._setup
+        if not worker.chunks:
+            worker.started = time.monotonic()
+        worker.send(payload)
+        worker.chunks.append(chunk)
+        if self._max_tasks is not None:
+            worker.calls += len(chunk.items)
+            worker.retiring = worker.calls >= self._max_tasks
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        busy = [w for w in self._slots if w is not None and w.chunks]
+        if not busy:
+            return []
+        if self._timeout is not None:
+            now = time.monotonic()
+            first = min(w.started for w in busy) + self._timeout - now
+            timeout = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        handles: list[Any] = [w.replies for w in busy] + [w.process.sentinel for w in busy]
+        ready = set(wait(handles, timeout))
+        events: list[Event] = []
+        for w in busy:
+            if w.replies in ready:
+                self._receive(w, events)
+        for w in busy:
+            if w.process.sentinel in ready and self._slots[w.index] is w:
+                self._lost(w, events, None)
+        if self._timeout is not None:
+            now = time.monotonic()
+            for w in busy:
+                if self._slots[w.index] is w and w.chunks and now - w.started >= self._timeout:
+                    self._lost(w, events, self._timeout)
+        self._dispatch_held()
+        return events
+
+    def _receive(self, worker: _Worker, events: list[Event]) -> None:
+        try:
+            data = worker.replies.recv_bytes()
+        except (EOFError, OSError):
+            return  # died mid-reply: its sentinel tells the rest
+        results, captured, elapsed = pickle.loads(data)
+        chunk = worker.chunks.popleft()
+        worker.started = time.monotonic()
+        errors = None
+        if captured:
+            errors = {pos: rebuild(info) for pos, info in captured.items()}
+            if WHOLE_CHUNK in errors:
+                error = errors[WHOLE_CHUNK]
+                errors = {pos: error for pos in range(len(chunk.items))}
+                results = [None] * len(chunk.items)
+        events.append(Done(chunk, results, errors, elapsed, worker.label))
+        if worker.retiring and not worker.chunks:
+            worker.send(pickle.dumps(None))
+            worker.reap()
+            self._slots[worker.index] = self._start(worker.index)
+
+    def _lost(self, worker: _Worker, events: list[Event], timeout: float | None) -> None:
+        """Report a dead (or, with ``timeout``, too slow) worker's chunks; replace it."""
+        while worker.chunks and worker.replies.poll(0):
+            before = len(events)
+            self._receive(worker, events)
+            if len(events) == before:
+                break
+        if timeout is None:
+            code = worker.kill()
+            reason = f"{worker.label} {_death(code)}"
+            kind = "crash"
+        else:
+            code = worker.terminate()
+            reason = f"ran longer than the timeout of {timeout:g}s; {worker.label} was stopped"
+            kind = "timeout"
+        chunks = list(worker.chunks)
+        worker.chunks.clear()
+        for i, chunk in enumerate(chunks):
+            if i == 0:
+                events.append(Lost(chunk, kind, reason, code, worker.label))
+            else:
+                events.append(Lost(chunk, "unstarted", reason, code, worker.label))
+        self._slots[worker.index] = self._start(worker.index)
+
+    def _dispatch_held(self) -> None:
+        while self._held:
+            chunk, payload = self._held[0]
+            worker = self._pick(len(payload))
+            if worker is None:
+                return
+            self._held.popleft()
+            self._send(worker, chunk, payload)
+
+    def end(self, *, abort: bool) -> None:
+        self._held.clear()
+        for i, w in enumerate(self._slots):
+            if w is not None and w.chunks:
+                w.kill()
+                self._slots[i] = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._held.clear()
+        workers = [w for w in self._slots if w is not None]
+        self._slots = [None] * self.workers
+        stop = pickle.dumps(None)
+        for w in workers:
+            if not w.chunks:
+                with contextlib.suppress(OSError):
+                    w.send(stop)
+        deadline = time.monotonic() + 2.0
+        for w in workers:
+            if not w.chunks:
+                w.process.join(max(0.0, deadline - time.monotonic()))
+            w.kill()
+
+
+class ProcessBackend:
+    """Open pools of worker processes."""
+
+    name = "process"
+
+    def pool_key(self, options: Options) -> Hashable:
+        return ("process", options.workers, options.start_method, options.max_tasks_per_worker)
+
+    def open_pool(self, options: Options) -> ProcessPool:
+        return ProcessPool(options)
+
+
+BACKEND: Final = ProcessBackend()

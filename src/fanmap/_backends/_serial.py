@@ -1,0 +1,67 @@
+"""The serial backend: every call runs in the caller's own thread, one after another.
+
+For debugging: ``pdb.set_trace()``, ``print`` and breakpoints in the function just work,
+and an exception carries its own, untouched traceback. ``timeout`` is not enforced
+(nothing can stop a call running in the caller's own frame).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from typing import Final
+
+from .._chunk import Chunk, Done, Event, RunSpec, call_chunk
+from .._config import Options
+
+__all__ = ["BACKEND", "SerialBackend", "SerialPool"]
+
+
+class SerialPool:
+    """Runs each chunk as soon as it is submitted, in the caller."""
+
+    workers = 1
+    usable = True
+
+    def __init__(self) -> None:
+        self._spec: RunSpec | None = None
+        self._done: list[Event] = []
+
+    def begin(self, spec: RunSpec) -> None:
+        self._spec = spec
+        self._done = []
+
+    def room(self, depth: int) -> int:
+        return 0 if self._done else 1
+
+    def submit(self, chunk: Chunk) -> None:
+        assert self._spec is not None
+        begun = time.perf_counter()
+        results, errors = call_chunk(self._spec, chunk.items)
+        self._done.append(Done(chunk, results, errors, time.perf_counter() - begun, "the caller"))
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        done, self._done = self._done, []
+        return done
+
+    def end(self, *, abort: bool) -> None:
+        self._spec = None
+        self._done = []
+
+    def close(self) -> None:
+        self._done = []
+
+
+class SerialBackend:
+    """Run in the caller's thread."""
+
+    name = "serial"
+
+    def pool_key(self, options: Options) -> Hashable:
+        return ("serial",)
+
+    def open_pool(self, options: Options) -> SerialPool:
+        return SerialPool()
+
+
+BACKEND: Final = SerialBackend()

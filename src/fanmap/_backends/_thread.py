@@ -1,0 +1,153 @@
+"""The thread backend: a pool of threads in the caller's process.
+
+Nothing is pickled, so anything can be passed and returned, and shared objects are
+simply shared. Threads run Python code one at a time (the GIL) unless the code
+releases it: use threads for I/O-bound work and for libraries that release the GIL.
+
+A thread cannot be stopped from outside: when a call runs past ``timeout`` its item
+fails with `TaskTimeoutError`, the thread is abandoned (it finishes in the background,
+its result ignored) and a new thread takes its place.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Hashable
+from typing import Final
+
+from .._chunk import Chunk, Done, Event, Lost, RunSpec, call_chunk
+from .._config import Options
+
+__all__ = ["BACKEND", "ThreadBackend", "ThreadPool"]
+
+
+class _Thread:
+    __slots__ = ("chunks", "inbox", "label", "started", "thread")
+
+    def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
+        self.inbox: queue.SimpleQueue[tuple[RunSpec, Chunk] | None] = queue.SimpleQueue()
+        self.chunks: list[Chunk] = []
+        self.started = 0.0
+        self.label = f"thread {index}" + (f".{generation}" if generation else "")
+        self.thread = threading.Thread(
+            target=self._serve, args=(outbox,), name=f"fanmap-{self.label}", daemon=True
+        )
+        self.thread.start()
+
+    def _serve(self, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
+        while True:
+            job = self.inbox.get()
+            if job is None:
+                return
+            spec, chunk = job
+            begun = time.perf_counter()
+            results, errors = call_chunk(spec, chunk.items)
+            outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
+
+
+class ThreadPool:
+    """Threads that run chunks; replaced when abandoned after a timeout."""
+
+    def __init__(self, options: Options) -> None:
+        self.workers = options.workers
+        self._outbox: queue.SimpleQueue[tuple[_Thread, Done]] = queue.SimpleQueue()
+        self._threads = [_Thread(i, 0, self._outbox) for i in range(self.workers)]
+        self._generation = 0
+        self._spec: RunSpec | None = None
+        self._closed = False
+
+    @property
+    def usable(self) -> bool:
+        return not self._closed
+
+    def begin(self, spec: RunSpec) -> None:
+        self._spec = spec
+
+    def room(self, depth: int) -> int:
+        return sum(max(0, depth - len(t.chunks)) for t in self._threads)
+
+    def submit(self, chunk: Chunk) -> None:
+        assert self._spec is not None
+        thread = min(self._threads, key=lambda t: len(t.chunks))
+        if not thread.chunks:
+            thread.started = time.monotonic()
+        thread.chunks.append(chunk)
+        thread.inbox.put((self._spec, chunk))
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        assert self._spec is not None
+        busy = [t for t in self._threads if t.chunks]
+        if not busy:
+            return []
+        limit = self._spec.timeout
+        if limit is not None:
+            first = min(t.started for t in busy) + limit - time.monotonic()
+            timeout = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        events: list[Event] = []
+        try:
+            item = self._outbox.get(timeout=timeout)
+        except queue.Empty:
+            item = None
+        while item is not None:
+            self._accept(*item, events)
+            try:
+                item = self._outbox.get_nowait()
+            except queue.Empty:
+                item = None
+        if limit is not None:
+            now = time.monotonic()
+            for t in busy:
+                if t in self._threads and t.chunks and now - t.started >= limit:
+                    self._abandon(t, limit, events)
+        return events
+
+    def _accept(self, thread: _Thread, done: Done, events: list[Event]) -> None:
+        if thread not in self._threads:
+            return  # abandoned after a timeout: its late result is ignored
+        thread.chunks.remove(done.chunk)
+        thread.started = time.monotonic()
+        events.append(done)
+
+    def _abandon(self, thread: _Thread, limit: float, events: list[Event]) -> None:
+        reason = f"ran longer than the timeout of {limit:g}s; {thread.label} was abandoned"
+        for i, chunk in enumerate(thread.chunks):
+            events.append(Lost(chunk, "timeout" if i == 0 else "unstarted", reason, None, thread.label))
+        thread.inbox.put(None)
+        self._generation += 1
+        index = self._threads.index(thread)
+        self._threads[index] = _Thread(index, self._generation, self._outbox)
+
+    def end(self, *, abort: bool) -> None:
+        if abort:
+            # Queued chunks cannot be taken back from a thread's inbox: start afresh.
+            for i, t in enumerate(self._threads):
+                if t.chunks:
+                    t.inbox.put(None)
+                    self._generation += 1
+                    self._threads[i] = _Thread(i, self._generation, self._outbox)
+        self._spec = None
+
+    def close(self) -> None:
+        self._closed = True
+        for t in self._threads:
+            t.inbox.put(None)
+        for t in self._threads:
+            if not t.chunks:
+                t.thread.join(5.0)
+
+
+class ThreadBackend:
+    """Open pools of threads."""
+
+    name = "thread"
+
+    def pool_key(self, options: Options) -> Hashable:
+        return ("thread", options.workers)
+
+    def open_pool(self, options: Options) -> ThreadPool:
+        return ThreadPool(options)
+
+
+BACKEND: Final = ThreadBackend()

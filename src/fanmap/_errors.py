@@ -1,0 +1,168 @@
+"""The exceptions fanmap raises, and the `Failure` it returns in a failed item's place.
+
+```
+FanmapError(Exception)
+├── WorkerCrashedError        a worker died while running an item
+├── TaskTimeoutError          also a TimeoutError
+├── SerializationError        something could not be sent to or from a worker
+├── RemoteError               a worker exception that could not be rebuilt
+├── BackendUnavailableError   also an ImportError; says which extra to install
+└── SharedStateError          shared state misused (wrong backend, unknown name)
+```
+
+A user's own exception raised in a worker is never wrapped: it comes back as its own
+type, with the worker's frames in its traceback and a note naming the item.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = [
+    "BackendUnavailableError",
+    "Failure",
+    "FanmapError",
+    "RemoteError",
+    "SerializationError",
+    "SharedStateError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
+]
+
+
+class FanmapError(Exception):
+    """Base class of every error fanmap raises on its own account.
+
+    Example:
+        >>> issubclass(TaskTimeoutError, FanmapError)
+        True
+    """
+
+
+class WorkerCrashedError(FanmapError):
+    """A worker process died while it was running an item.
+
+    The message names the item, the worker and how it died (exit code or signal).
+
+    Attributes:
+        exitcode: The worker's exit code; negative for a signal (``-9`` is SIGKILL).
+
+    Example:
+        >>> err = WorkerCrashedError("worker 1 (pid 42) was killed by SIGKILL", exitcode=-9)
+        >>> err.exitcode
+        -9
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.exitcode))
+
+
+class TaskTimeoutError(FanmapError, TimeoutError):
+    """A call ran longer than the ``timeout`` option; its worker was stopped.
+
+    Example:
+        >>> isinstance(TaskTimeoutError("item 3 ran past 1s"), TimeoutError)
+        True
+    """
+
+
+class SerializationError(FanmapError):
+    """A function, argument, keyword or result could not be pickled or unpickled.
+
+    Example:
+        >>> raise SerializationError("cannot pickle argument 1 of item 0 (a generator)")
+        Traceback (most recent call last):
+        ...
+        fanmap.SerializationError: cannot pickle argument 1 of item 0 (a generator)
+    """
+
+
+class RemoteError(FanmapError):
+    """A worker's exception that could not be sent back as itself.
+
+    Raised in place of an exception that cannot be pickled or rebuilt in the caller
+    (an unpicklable attribute, an ``__init__`` that needs other arguments).
+
+    Attributes:
+        type_name: The qualified name of the original exception's type.
+        remote_traceback: The original traceback, formatted in the worker.
+
+    Example:
+        >>> err = RemoteError("mod.Odd", "Traceback (most recent call last): ...")
+        >>> err.type_name
+        'mod.Odd'
+    """
+
+    def __init__(self, type_name: str, remote_traceback: str, reason: str = "") -> None:
+        message = f"{type_name} raised in a worker could not be sent back as itself"
+        if reason:
+            message += f" ({reason})"
+        message += "; its traceback in the worker was:\n" + remote_traceback
+        super().__init__(message)
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.remote_traceback, self.reason))
+
+
+class BackendUnavailableError(FanmapError, ImportError):
+    """A backend needs a package that is not installed; the message names the extra.
+
+    Example:
+        >>> isinstance(BackendUnavailableError("pip install 'fanmap[dask]'"), ImportError)
+        True
+    """
+
+
+class SharedStateError(FanmapError):
+    """Shared state was misused: an unknown parameter name, or a backend that cannot share.
+
+    Example:
+        >>> issubclass(SharedStateError, FanmapError)
+        True
+    """
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """What stands in a failed item's place when ``on_error="return"``.
+
+    Attributes:
+        exception: The exception the call raised (or a fanmap error for a crash,
+            a timeout or an argument that could not be sent).
+        index: The item's position in the input.
+        args: The positional arguments of the call.
+        kwargs: The keyword arguments of the call, except those given to the whole map.
+
+    Example:
+        >>> from fanmap import parallel
+        >>> @parallel(backend="serial", on_error="return")
+        ... def inverse(x: float) -> float:
+        ...     return 1 / x
+        >>> inverse.map([1, 0, 4])
+        [1.0, Failure(ZeroDivisionError('division by zero'), index=1, args=(0,)), 0.25]
+    """
+
+    exception: BaseException
+    index: int
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        extra = f", kwargs={self.kwargs!r}" if self.kwargs else ""
+        return f"Failure({self.exception!r}, index={self.index}, args={self.args!r}{extra})"
+
+    def reraise(self) -> None:
+        """Raise the stored exception again.
+
+        Raises:
+            BaseException: Always: the exception this failure holds.
+        """
+        raise self.exception

@@ -1,0 +1,102 @@
+"""Warm pools: kept between runs, shared by runs with the same settings, closed at exit.
+
+A run *leases* a pool for its whole duration; a pool serves one run at a time. Two
+runs that overlap (a pipeline, or threads) get two pools. Idle process workers exit
+by themselves after a while, and the pool starts new ones the next time it is used.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import Hashable, Iterator
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ._backends import Backend, Pool
+    from ._config import Options
+
+__all__ = ["in_worker", "lease", "mark_worker", "shutdown"]
+
+#: Seconds an idle worker process waits for work before it exits.
+IDLE_TIMEOUT: Final = 300.0
+#: Idle pools kept per setting; a further one is closed when its run ends.
+_KEEP: Final = 2
+
+_lock = threading.Lock()
+_idle: dict[Hashable, list[Pool]] = {}
+_every: weakref.WeakSet[Pool] = weakref.WeakSet()
+_in_worker = False
+
+
+def mark_worker() -> None:
+    """Note that this process is a fanmap worker: maps run here serially."""
+    global _in_worker
+    _in_worker = True
+
+
+def in_worker() -> bool:
+    """Return True inside a fanmap worker process."""
+    return _in_worker
+
+
+@contextlib.contextmanager
+def lease(backend: Backend, options: Options) -> Iterator[Pool]:
+    """Lend a warm pool for one run, or open one; take it back afterwards.
+
+    A run that ends by an exception other than ``Exception`` (Ctrl-C, a generator
+    closed in the middle of an interpreter shutdown) closes its pool instead.
+    """
+    key = backend.pool_key(options)
+    with _lock:
+        idle = _idle.get(key)
+        pool = idle.pop() if idle else None
+    if pool is None:
+        pool = backend.open_pool(options)
+        with _lock:
+            _every.add(pool)
+    try:
+        yield pool
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            pool.close()
+            raise
+        _give_back(key, pool)
+        raise
+    else:
+        _give_back(key, pool)
+
+
+def _give_back(key: Hashable, pool: Pool) -> None:
+    if pool.usable:
+        with _lock:
+            idle = _idle.setdefault(key, [])
+            if len(idle) < _KEEP:
+                idle.append(pool)
+                return
+    pool.close()
+
+
+def shutdown() -> None:
+    """Close every pool this process opened: stop their workers and wait for them."""
+    with _lock:
+        pools = list(_every)
+        _idle.clear()
+        _every.clear()
+    for pool in pools:
+        pool.close()
+
+
+def _forget_after_fork() -> None:
+    # The child must not touch the parent's workers: forget them without closing.
+    global _lock
+    _lock = threading.Lock()
+    _idle.clear()
+    _every.clear()
+
+
+atexit.register(shutdown)
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,139 @@
+"""The loop a worker process runs.
+
+A worker reads messages from its task pipe and writes one reply per chunk to its
+result pipe. It never decides anything: it runs what it is sent, in order.
+
+```
+caller                                   worker
+  SETUP (function, keywords, policy) --->  loads and keeps them for the run
+  TASK (start, items)                --->  call_chunk(...)
+                                     <---  (results, errors or None, elapsed)
+  None                               --->  exits
+```
+
+It ignores SIGINT (the caller handles Ctrl-C and stops the workers), leads its own
+process group (so a timeout can stop its children too), shows a segfault's stack
+through faulthandler, caps BLAS threads, and exits by itself when idle for a long
+time or when the caller is gone.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+from . import _pools
+from ._chunk import RunSpec, call_chunk
+from ._errors import SerializationError
+from ._serialize import PROTOCOL, describe
+from ._traceback import capture
+
+__all__ = ["SETUP", "TASK", "WHOLE_CHUNK", "worker_main"]
+
+TASK: Final = 0
+SETUP: Final = 1
+#: The key under which an error stands for every item of the chunk.
+WHOLE_CHUNK: Final = -1
+
+_BLAS_VARIABLES: Final = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def _limit_blas_threads(threads: int) -> None:
+    for name in _BLAS_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+
+
+def _load_spec(message: tuple[Any, ...]) -> RunSpec:
+    _, fn_blob, rest_blob = message
+    fn = pickle.loads(fn_blob)
+    mode, kwargs, fail_fast, retries, retry_on, timeout = pickle.loads(rest_blob)
+    plain = getattr(fn, "_fanmap_fn", fn)
+    return RunSpec(plain, fn, mode, kwargs, fail_fast, retries, retry_on, timeout)
+
+
+def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed: float) -> bytes:
+    captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
+    try:
+        return pickle.dumps((results, captured, elapsed), PROTOCOL)
+    except Exception:
+        pass
+    # Some result cannot be pickled: fail just those items, with a message naming them.
+    captured = dict(captured or {})
+    for pos, value in enumerate(results):
+        try:
+            pickle.dumps(value, PROTOCOL)
+        except Exception as exc:
+            error = SerializationError(
+                f"cannot pickle the result ({describe(value)}: {exc}); return plain data "
+                f"(numbers, strings, lists, dicts, dataclasses) or use backend=\"thread\""
+            )
+            captured[pos] = capture(error)
+            results[pos] = None
+    return pickle.dumps((results, captured, elapsed), PROTOCOL)
+
+
+def worker_main(
+    tasks: Connection, replies: Connection, blas_threads: int, idle_timeout: float
+) -> None:
+    """Serve chunks until told to stop, idle too long, or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # pragma: no cover - already a group leader
+        pass
+    faulthandler.enable()
+    _limit_blas_threads(blas_threads)
+    _pools.mark_worker()
+    parent = os.getppid()
+    spec: RunSpec | None = None
+    spec_error: BaseException | None = None
+    idle_since = time.monotonic()
+    while True:
+        if not tasks.poll(1.0):
+            if os.getppid() != parent or time.monotonic() - idle_since > idle_timeout:
+                return
+            continue
+        try:
+            data = tasks.recv_bytes()
+        except EOFError:
+            return
+        try:
+            message = pickle.loads(data)
+        except Exception as exc:
+            message = (TASK, None, exc)
+        if message is None:
+            return
+        if message[0] == SETUP:
+            try:
+                spec, spec_error = _load_spec(message), None
+            except Exception as exc:
+                spec, spec_error = None, exc
+            continue
+        begun = time.perf_counter()
+        items = message[2]
+        if isinstance(items, BaseException) or spec is None:
+            problem = items if isinstance(items, BaseException) else spec_error
+            error = SerializationError(
+                f"the worker could not unpickle what it was sent ({type(problem).__name__}: "
+                f"{problem}); make sure the function and its arguments are importable in a "
+                f"fresh interpreter (module-level, not defined under "
+                f"if __name__ == '__main__'), or use backend=\"thread\""
+            )
+            error.__cause__ = problem
+            replies.send_bytes(_reply([], {WHOLE_CHUNK: error}, 0.0))
+            continue
+        results, errors = call_chunk(spec, items)
+        replies.send_bytes(_reply(results, errors, time.perf_counter() - begun))
+        idle_since = time.monotonic()
