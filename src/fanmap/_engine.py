@@ -116,7 +116,6 @@ class _Sizer:
 
     def __init__(self, options: Options, workers: int, total: int | None) -> None:
         self.fixed = 1 if options.timeout is not None else options.chunksize
-        self.cap = options.max_tasks_per_worker
         self.workers = workers
         self.total = total
         self.per_item: float | None = None
@@ -128,7 +127,7 @@ class _Sizer:
         sample = elapsed / items
         self.per_item = sample if self.per_item is None else 0.5 * self.per_item + 0.5 * sample
 
-    def size(self, position: int) -> int:
+    def size(self, position: int, limit: int | None) -> int:
         if self.fixed is not None:
             size = self.fixed
         elif self.per_item is None:
@@ -140,8 +139,8 @@ class _Sizer:
             if self.total is not None:
                 share = math.ceil((self.total - position) / (_SHARE * self.workers))
                 size = max(1, min(size, share))
-        if self.cap is not None:
-            size = min(size, self.cap)
+        if limit is not None:
+            size = min(size, limit)
         self.last = size
         return size
 
@@ -306,7 +305,8 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                     chunk = run.retry.popleft()
                 else:
                     if staged is None and not exhausted:
-                        staged = run.source.take(sizer.size(position), block=run.in_flight == 0)
+                        size = sizer.size(position, pool.limit())
+                        staged = run.source.take(size, block=run.in_flight == 0)
                         exhausted = staged is None
                     if not staged:
                         staged = None

@@ -49,6 +49,10 @@ class Pool(Protocol):
         """How many more chunks to accept now, keeping at most ``depth`` per worker."""
         ...
 
+    def limit(self) -> int | None:
+        """The most items the next chunk may hold (``max_tasks_per_worker``), if any."""
+        ...
+
     def submit(self, chunk: Chunk) -> None:
         """Start a chunk (or queue it behind a running one). Raises `Unsendable`."""
         ...

@@ -75,7 +75,7 @@ def _death(exitcode: int | None) -> str:
 
 class _Worker:
     __slots__ = ("calls", "capacity", "chunks", "index", "label", "process", "replies",
-                 "retiring", "setup", "started", "tasks")
+                 "retiring", "sentinel", "setup", "started", "tasks")
 
     def __init__(self, index: int, context: Any, blas_threads: int) -> None:
         tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
@@ -93,6 +93,7 @@ class _Worker:
         self.process.start()
         tasks_r.close()
         replies_w.close()
+        self.sentinel: int = self.process.sentinel
         self.label = f"worker {index} (pid {self.process.pid})"
         self.chunks: collections.deque[Chunk] = collections.deque()
         self.setup: bytes | None = None
@@ -147,6 +148,7 @@ class ProcessPool:
         self._setup = b""
         self._timeout: float | None = None
         self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
+        self._backlog: list[Event] = []
         self._closed = False
 
     @property
@@ -190,6 +192,12 @@ class ProcessPool:
             if w is not None and not w.retiring:
                 free += max(0, depth - len(w.chunks))
         return free - len(self._held)
+
+    def limit(self) -> int | None:
+        if self._max_tasks is None:
+            return None
+        worker = self._pick(0)
+        return max(1, self._max_tasks - worker.calls) if worker is not None else 1
 
     def submit(self, chunk: Chunk) -> None:
         try:
@@ -239,33 +247,43 @@ class ProcessPool:
         return best
 
     def _send(self, worker: _Worker, chunk: Chunk, payload: bytes) -> None:
-        if worker.setup is not self._setup:
-            worker.send(self._setup)
-            worker.setup = self._setup
+        try:
+            if worker.setup is not self._setup:
+                worker.send(self._setup)
+                worker.setup = self._setup
+            worker.send(payload)
+        except OSError:
+            # The worker is gone (it died after its last reply): report what it held,
+            # replace it, and give this chunk to whoever is free.
+            self._held.appendleft((chunk, payload))
+            self._lost(worker, self._backlog, None)
+            return
         if not worker.chunks:
             worker.started = time.monotonic()
-        worker.send(payload)
         worker.chunks.append(chunk)
         if self._max_tasks is not None:
             worker.calls += len(chunk.items)
             worker.retiring = worker.calls >= self._max_tasks
 
     def wait(self, timeout: float | None) -> list[Event]:
+        events, self._backlog = self._backlog, []
         busy = [w for w in self._slots if w is not None and w.chunks]
         if not busy:
-            return []
+            self._dispatch_held()
+            return events
+        if events:
+            timeout = 0.0
         if self._timeout is not None:
             now = time.monotonic()
             first = min(w.started for w in busy) + self._timeout - now
             timeout = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
-        handles: list[Any] = [w.replies for w in busy] + [w.process.sentinel for w in busy]
+        handles: list[Any] = [w.replies for w in busy] + [w.sentinel for w in busy]
         ready = set(wait(handles, timeout))
-        events: list[Event] = []
         for w in busy:
             if w.replies in ready:
                 self._receive(w, events)
         for w in busy:
-            if w.process.sentinel in ready and self._slots[w.index] is w:
+            if self._slots[w.index] is w and w.sentinel in ready:
                 self._lost(w, events, None)
         if self._timeout is not None:
             now = time.monotonic()
@@ -331,6 +349,7 @@ class ProcessPool:
 
     def end(self, *, abort: bool) -> None:
         self._held.clear()
+        self._backlog = []
         for i, w in enumerate(self._slots):
             if w is not None and w.chunks:
                 w.kill()

@@ -34,6 +34,9 @@ class SerialPool:
     def room(self, depth: int) -> int:
         return 0 if self._done else 1
 
+    def limit(self) -> int | None:
+        return None
+
     def submit(self, chunk: Chunk) -> None:
         assert self._spec is not None
         begun = time.perf_counter()

@@ -68,6 +68,9 @@ class ThreadPool:
     def room(self, depth: int) -> int:
         return sum(max(0, depth - len(t.chunks)) for t in self._threads)
 
+    def limit(self) -> int | None:
+        return None
+
     def submit(self, chunk: Chunk) -> None:
         assert self._spec is not None
         thread = min(self._threads, key=lambda t: len(t.chunks))

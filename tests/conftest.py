@@ -1,0 +1,90 @@
+"""Fixtures shared by the suite, and the check that it leaves nothing behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fanmap import _pools
+
+BACKENDS = ("process", "thread", "serial")
+START_METHODS = tuple(m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods())
+
+
+def children(pid: int) -> list[int]:
+    """Return the pids of the live (not zombie) children of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def shm_segments() -> set[str]:
+    try:
+        return set(os.listdir("/dev/shm"))
+    except FileNotFoundError:  # pragma: no cover - no /dev/shm on this OS
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leaves_nothing_behind() -> Iterator[None]:
+    """Fail the run if it leaves a child process or a /dev/shm segment behind."""
+    shm_before = shm_segments()
+    yield
+    _pools.shutdown()
+    deadline = time.monotonic() + 10
+    left = stray_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = stray_processes()
+    new_shm = shm_segments() - shm_before
+    assert not left, f"the test run left child processes behind: {left}"
+    assert not new_shm, f"the test run left /dev/shm segments behind: {sorted(new_shm)}"
+
+
+def stray_processes() -> list[int]:
+    """Descendants of this process, other than multiprocessing's own helpers."""
+    multiprocessing.active_children()  # reaps finished children
+    stray = []
+    todo = children(os.getpid())
+    while todo:
+        pid = todo.pop()
+        todo.extend(children(pid))
+        if not _is_forkserver(pid):
+            stray.append(pid)
+    return stray
+
+
+def _is_forkserver(pid: int) -> bool:
+    # The forkserver (and the resource tracker) are multiprocessing's own, one per
+    # interpreter, and exit with it; they are not workers fanmap left behind.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"forkserver" in cmdline or b"resource_tracker" in cmdline
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every built-in backend."""
+    return str(request.param)
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Every start method this platform has."""
+    return str(request.param)

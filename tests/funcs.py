@@ -1,0 +1,158 @@
+"""Module-level functions for the tests: importable in spawn and forkserver workers."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from fanmap import parallel
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int = 0, *, c: int = 0) -> int:
+    return a + b + c
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def pid(_: object = None) -> int:
+    return os.getpid()
+
+
+@parallel(workers=2)
+def psquare(x: int) -> int:
+    return x * x
+
+
+class CustomError(Exception):
+    pass
+
+
+def fail_on(x: int, bad: int = 3) -> int:
+    if x == bad:
+        raise CustomError(f"bad item {x}")
+    return x
+
+
+def chained(x: int) -> int:
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        raise ValueError(f"wrapped {x}") from exc
+    return x
+
+
+def implicit_context(x: int) -> int:
+    try:
+        raise OSError("first")
+    except OSError:
+        raise RuntimeError(f"second {x}") from None
+
+
+class NeedsTwoArgs(Exception):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}/{b}")
+
+
+def raise_unrebuildable(x: int) -> int:
+    raise NeedsTwoArgs(x, 2)
+
+
+class HoldsLock(Exception):
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(x: int) -> int:
+    raise HoldsLock()
+
+
+def return_generator(x: int) -> Any:
+    return (i for i in range(x))
+
+
+def return_lambda_on(x: int) -> Any:
+    import threading
+
+    return threading.Lock() if x == 2 else x
+
+
+def exit_on(x: int, bad: int = 2, code: int = 0) -> int:
+    if x == bad:
+        os._exit(code)
+    return x
+
+
+def kill_self_on(x: int, bad: int = 2) -> int:
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def segfault_on(x: int, bad: int = 2) -> int:
+    if x == bad:
+        ctypes.string_at(0)
+    return x
+
+
+def sleep_on(x: int, bad: int = 2, seconds: float = 60.0) -> int:
+    if x == bad:
+        time.sleep(seconds)
+    return x
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def spawn_grandchild_and_hang(path: str) -> int:
+    """Start a grandchild that writes its pid to ``path``, then hang."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    with open(path, "w") as f:
+        f.write(str(child.pid))
+    time.sleep(300)
+    return 0
+
+
+def flaky(path: str, failures: int) -> str:
+    """Fail ``failures`` times (counted in a file), then succeed."""
+    count = 0
+    if os.path.exists(path):
+        with open(path) as f:
+            count = int(f.read())
+    with open(path, "w") as f:
+        f.write(str(count + 1))
+    if count < failures:
+        raise ConnectionError(f"attempt {count + 1} failed")
+    return "ok"
+
+
+def crash_once(path: str) -> str:
+    """Kill the worker the first time (counted in a file), then succeed."""
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write("1")
+        os._exit(7)
+    return "ok"
+
+
+def nested_map(n: int) -> list[int]:
+    return psquare.map(range(n))
+
+
+def sum_of_squares(n: int) -> int:
+    return sum(i * i for i in range(n))
