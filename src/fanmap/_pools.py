@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing.util
 import os
 import threading
 import weakref
@@ -98,5 +99,9 @@ def _forget_after_fork() -> None:
     _every.clear()
 
 
+# multiprocessing joins its non-daemonic children at exit; importing its util module
+# first registers that handler before ours, so ours (run last-in, first-out) stops the
+# workers before it waits for them.
+_ = multiprocessing.util
 atexit.register(shutdown)
 os.register_at_fork(after_in_child=_forget_after_fork)
