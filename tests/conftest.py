@@ -7,13 +7,16 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fanmap import _pools
 
 BACKENDS = ("process", "thread", "serial")
-START_METHODS = tuple(m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods())
+START_METHODS = tuple(
+    m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()
+)
 
 
 def children(pid: int) -> list[int]:
@@ -79,12 +82,12 @@ def _is_forkserver(pid: int) -> bool:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    """Every built-in backend."""
-    return str(request.param)
+def backend(request: pytest.FixtureRequest) -> Any:
+    """Every built-in backend (typed Any: tests pass it where a Literal is expected)."""
+    return request.param
 
 
 @pytest.fixture(params=START_METHODS)
-def start_method(request: pytest.FixtureRequest) -> str:
-    """Every start method this platform has."""
-    return str(request.param)
+def start_method(request: pytest.FixtureRequest) -> Any:
+    """Every start method this platform has (typed Any, like ``backend``)."""
+    return request.param

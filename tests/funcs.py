@@ -46,7 +46,7 @@ def fail_on(x: int, bad: int = 3) -> int:
 
 def chained(x: int) -> int:
     try:
-        {}["missing"]
+        _ = {"present": 1}["missing"]
     except KeyError as exc:
         raise ValueError(f"wrapped {x}") from exc
     return x

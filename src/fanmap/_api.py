@@ -12,14 +12,14 @@ import importlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack, final, overload
+from typing import Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
 from ._chunk import ARGS, ONE, STAR, Args
-from ._config import Options, resolve, validate
+from ._config import Options, OptionsDict, resolve, validate
 from ._engine import SKIPPED, QueueSource, Source, execute
 from ._errors import Failure
 
-__all__ = ["OptionsDict", "ParallelFunction", "parallel", "pmap"]
+__all__ = ["ParallelFunction", "parallel", "pmap"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,22 +30,6 @@ T4 = TypeVar("T4")
 
 #: Seconds the thread behind ``submit`` waits for more work before it lets go of its pool.
 _SUBMIT_IDLE = 2.0
-
-
-class OptionsDict(TypedDict, total=False):
-    """The options, by name and type, as ``parallel``, ``.options`` and ``pmap`` take them."""
-
-    workers: int
-    backend: Literal["process", "thread", "serial"] | Any
-    ordered: bool
-    chunksize: int | None
-    timeout: float | None
-    on_error: Literal["raise", "return", "skip"]
-    retries: int
-    retry_on: type[BaseException] | tuple[type[BaseException], ...]
-    progress: bool | Callable[[int, int | None], object]
-    start_method: Literal["fork", "spawn", "forkserver"]
-    max_tasks_per_worker: int | None
 
 
 def _check_iterable(value: object, what: str) -> None:
@@ -108,6 +92,11 @@ class ParallelFunction(Generic[P, R]):
         [0, 1, 4, 9, 16]
     """
 
+    __name__: str
+    __qualname__: str
+    __module__: str
+    __wrapped__: Callable[P, R]
+
     def __init__(self, fn: Callable[P, R], options: dict[str, Any], root: Any = None) -> None:
         if not callable(fn):
             raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
@@ -116,11 +105,11 @@ class ParallelFunction(Generic[P, R]):
             options = {**fn._options, **options}
             fn = fn._fanmap_fn
         self._fanmap_fn: Callable[P, R] = fn
-        self._options = validate(options)
+        self._options: dict[str, Any] = validate(options)
         self._root: Any = self if root is None else root
         self._submit_lock = threading.Lock()
         self._submitter: _Submitter | None = None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the plain function in the caller, as if it were not decorated."""
@@ -146,8 +135,12 @@ class ParallelFunction(Generic[P, R]):
     def _resolve(self) -> Options:
         return resolve(self._options)
 
-    def _run(self, mode: int, source: Source, kwargs: dict[str, Any], options: Options, window: int | None) -> Iterator[tuple[int, list[Any]]]:
-        return execute(self._fanmap_fn, self._root, mode, source, kwargs, options, window=window, label=self.__name__)
+    def _run(
+        self, mode: int, source: Source, kwargs: dict[str, Any], options: Options, window: int | None
+    ) -> Iterator[tuple[int, list[Any]]]:
+        return execute(
+            self._fanmap_fn, self._root, mode, source, kwargs, options, window=window, label=self.__name__
+        )
 
     def options(self, **options: Unpack[OptionsDict]) -> ParallelFunction[P, R]:
         """Return a copy with some options changed; the original keeps its own.
@@ -171,10 +164,12 @@ class ParallelFunction(Generic[P, R]):
         if not iterables:
             raise TypeError(f"{what}() needs at least one iterable")
         for i, iterable in enumerate(iterables, 1):
-            _check_iterable(iterable, f"argument {i} of {what}()" if len(iterables) > 1 else f"the argument of {what}()")
+            _check_iterable(
+                iterable, f"argument {i} of {what}()" if len(iterables) > 1 else f"the argument of {what}()"
+            )
         if len(iterables) == 1:
             return ONE, iterables[0]
-        return STAR, zip(*iterables)
+        return STAR, zip(*iterables, strict=False)
 
     def map(self, *iterables: Iterable[Any], **kwargs: Any) -> list[R]:
         """Call the function on every item, in parallel; return the results in order.
@@ -236,7 +231,9 @@ class ParallelFunction(Generic[P, R]):
             return _ordered_map(blocks, source.total)
         return _unordered_map(blocks)
 
-    def _lazy(self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str) -> Iterator[R]:
+    def _lazy(
+        self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str
+    ) -> Iterator[R]:
         mode, items = self._plan(iterables, what)
         options = self._resolve()
         if options.ordered != ordered:
@@ -343,14 +340,16 @@ class _Submitter:
         while True:
             source = _FutureSource(self)
             try:
-                for start, values in execute(owner._fanmap_fn, owner._root, ARGS, source, {}, options, window=None):
+                for start, values in execute(
+                    owner._fanmap_fn, owner._root, ARGS, source, {}, options, window=None
+                ):
                     for offset, value in enumerate(values):
                         future = self._futures.pop(start + offset)
                         if isinstance(value, Failure):
                             future.set_exception(value.exception)
                         else:
                             future.set_result(value)
-            except BaseException as exc:  # noqa: BLE001 - every waiting future must hear of it
+            except BaseException as exc:
                 self._fail_all(exc)
                 if not isinstance(exc, Exception):
                     raise
@@ -481,4 +480,3 @@ def pmap(fn: Callable[..., Any], /, *iterables: Iterable[Any], **options: Any) -
         [32, 9]
     """
     return ParallelFunction(fn, dict(options)).map(*iterables)
-

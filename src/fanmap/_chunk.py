@@ -171,9 +171,7 @@ def _calls(spec: RunSpec, items: Sequence[Any]) -> Any:
     return (fn(*a, **k) for a, k in (call_args(ARGS, item, kwargs) for item in items))
 
 
-def call_chunk(
-    spec: RunSpec, items: Sequence[Any]
-) -> tuple[list[Any], dict[int, BaseException] | None]:
+def call_chunk(spec: RunSpec, items: Sequence[Any]) -> tuple[list[Any], dict[int, BaseException] | None]:
     """Call the function on every item of a chunk.
 
     The happy path is one ``list.extend(map(...))``: no Python-level loop per item.

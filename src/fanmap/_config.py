@@ -13,18 +13,34 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, TypedDict, Unpack
 
-__all__ = ["Options", "config", "cpu_count", "resolve", "validate"]
+__all__ = ["Options", "OptionsDict", "config", "cpu_count", "resolve", "validate"]
 
 BackendName: TypeAlias = Literal["process", "thread", "serial"]
 OnError: TypeAlias = Literal["raise", "return", "skip"]
 StartMethod: TypeAlias = Literal["fork", "spawn", "forkserver"]
-Progress: TypeAlias = "bool | Callable[[int, int | None], object]"
 
 BACKENDS: Final = ("process", "thread", "serial")
 ON_ERROR: Final = ("raise", "return", "skip")
+
+
+class OptionsDict(TypedDict, total=False):
+    """The options by name and type, as ``parallel``, ``.options``, ``pmap`` and ``config`` take them."""
+
+    workers: int
+    backend: BackendName | Any
+    ordered: bool
+    chunksize: int | None
+    timeout: float | None
+    on_error: OnError
+    retries: int
+    retry_on: type[BaseException] | tuple[type[BaseException], ...]
+    progress: bool | Callable[[int, int | None], object]
+    start_method: StartMethod
+    max_tasks_per_worker: int | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,7 +63,7 @@ class Options:
 OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options))
 
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "fanmap_config", default={}
+    "fanmap_config", default=types.MappingProxyType({})
 )
 
 
@@ -129,9 +145,7 @@ def validate(options: Mapping[str, Any]) -> dict[str, Any]:
                 raise TypeError(f"retry_on must be an exception type or a tuple of them, not {value!r}")
         elif name == "progress":
             if not isinstance(value, bool) and not callable(value):
-                raise TypeError(
-                    f"progress must be True, False or a callable (done, total), not {value!r}"
-                )
+                raise TypeError(f"progress must be True, False or a callable (done, total), not {value!r}")
         elif name == "start_method":
             methods = tuple(multiprocessing.get_all_start_methods())
             if value not in methods:
@@ -184,7 +198,7 @@ def resolve(*layers: Mapping[str, Any]) -> Options:
 
 
 @contextlib.contextmanager
-def config(**options: Any) -> Iterator[None]:
+def config(**options: Unpack[OptionsDict]) -> Iterator[None]:
     """Set default options for every parallel function used inside the block.
 
     Options given to ``@parallel``, ``.options()`` or ``pmap`` still win. The setting

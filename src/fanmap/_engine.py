@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import math
 import queue
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
@@ -130,9 +129,7 @@ class _Sizer:
     def size(self, position: int, limit: int | None) -> int:
         if self.fixed is not None:
             size = self.fixed
-        elif self.per_item is None:
-            size = 1
-        elif self.per_item >= _SLOW:
+        elif self.per_item is None or self.per_item >= _SLOW:
             size = 1
         else:
             size = min(max(1, int(_TARGET / max(self.per_item, 1e-9))), self.last * _GROWTH)
@@ -159,7 +156,9 @@ def _describe_call(spec: RunSpec, item: Any) -> str:
 class _Run:
     """The state of one run while it goes."""
 
-    def __init__(self, spec: RunSpec, options: Options, source: Source, window: int | None, label: str) -> None:
+    def __init__(
+        self, spec: RunSpec, options: Options, source: Source, window: int | None, label: str
+    ) -> None:
         self.spec = spec
         self.options = options
         self.source = source
@@ -347,7 +346,9 @@ def _unsendable(run: _Run, chunk: Chunk, bad: Unsendable) -> list[tuple[int, lis
     blocks: list[tuple[int, list[Any]]] = []
     for pos in range(len(chunk.items)):
         if pos in bad.errors:
-            blocks.append((chunk.start + pos, [run.fail(bad.errors[pos], chunk, pos, "the caller", note=False)]))
+            blocks.append(
+                (chunk.start + pos, [run.fail(bad.errors[pos], chunk, pos, "the caller", note=False)])
+            )
         else:
             run.retry.append(Chunk(chunk.start + pos, chunk.items[pos : pos + 1], alone=True))
     return blocks

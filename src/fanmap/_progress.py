@@ -13,7 +13,9 @@ class Reporter:
 
     __slots__ = ("_bar", "_callback", "done", "total")
 
-    def __init__(self, callback: Callable[[int, int | None], object] | None, bar: Any, total: int | None) -> None:
+    def __init__(
+        self, callback: Callable[[int, int | None], object] | None, bar: Any, total: int | None
+    ) -> None:
         self._callback = callback
         self._bar = bar
         self.done = 0

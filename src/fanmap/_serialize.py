@@ -43,12 +43,14 @@ def dumps(obj: object) -> bytes:
     try:
         return pickle.dumps(obj, PROTOCOL)
     except Exception:
-        return cloudpickle.dumps(obj, PROTOCOL)
+        blob: bytes = cloudpickle.dumps(obj, PROTOCOL)
+        return blob
 
 
 def dumps_function(fn: object) -> bytes:
     """Pickle a function to send to workers: by reference when importable."""
-    return cloudpickle.dumps(fn, PROTOCOL)
+    blob: bytes = cloudpickle.dumps(fn, PROTOCOL)
+    return blob
 
 
 def _picklable(obj: object) -> BaseException | None:

@@ -19,6 +19,7 @@ time or when the caller is gone.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import pickle
@@ -77,22 +78,18 @@ def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed:
         except Exception as exc:
             error = SerializationError(
                 f"cannot pickle the result ({describe(value)}: {exc}); return plain data "
-                f"(numbers, strings, lists, dicts, dataclasses) or use backend=\"thread\""
+                f'(numbers, strings, lists, dicts, dataclasses) or use backend="thread"'
             )
             captured[pos] = capture(error)
             results[pos] = None
     return pickle.dumps((results, captured, elapsed), PROTOCOL)
 
 
-def worker_main(
-    tasks: Connection, replies: Connection, blas_threads: int, idle_timeout: float
-) -> None:
+def worker_main(tasks: Connection, replies: Connection, blas_threads: int, idle_timeout: float) -> None:
     """Serve chunks until told to stop, idle too long, or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with contextlib.suppress(OSError):  # already a group leader
         os.setpgid(0, 0)
-    except OSError:  # pragma: no cover - already a group leader
-        pass
     faulthandler.enable()
     _limit_blas_threads(blas_threads)
     _pools.mark_worker()

@@ -8,6 +8,7 @@ import signal
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,17 +27,18 @@ def frames(exc: BaseException) -> list[str]:
     return [f.name for f in traceback.extract_tb(exc.__traceback__)]
 
 
-def test_worker_exception_keeps_type_frames_and_note(start_method: str) -> None:
+def test_worker_exception_keeps_type_frames_and_note(start_method: Any) -> None:
     pf = parallel(funcs.fail_on, workers=2, start_method=start_method)
     with pytest.raises(funcs.CustomError, match="bad item 3") as info:
         pf.map(range(10))
     assert "fail_on" in frames(info.value)  # the worker's own frame
     note = "\n".join(info.value.__notes__)
     assert "item 3 (3,)" in note
-    assert "worker" in note and "pid" in note
+    assert "worker" in note
+    assert "pid" in note
 
 
-def test_chained_causes_survive(start_method: str) -> None:
+def test_chained_causes_survive(start_method: Any) -> None:
     pf = parallel(funcs.chained, workers=2, start_method=start_method)
     with pytest.raises(ValueError, match="wrapped 1") as info:
         pf.map([1])
@@ -57,7 +59,7 @@ def test_suppressed_context_stays_suppressed() -> None:
 
 
 @pytest.mark.parametrize("fn", [funcs.raise_unrebuildable, funcs.raise_unpicklable])
-def test_exception_that_cannot_travel_is_a_remote_error(fn: object, start_method: str) -> None:
+def test_exception_that_cannot_travel_is_a_remote_error(fn: object, start_method: Any) -> None:
     pf = parallel(fn, workers=1, start_method=start_method)  # type: ignore[call-overload]
     with pytest.raises(RemoteError) as info:
         pf.map([5])
@@ -68,7 +70,7 @@ def test_exception_that_cannot_travel_is_a_remote_error(fn: object, start_method
 
 
 @pytest.mark.parametrize("code", [0, 3])
-def test_os_exit_mid_item_is_a_crash(code: int, start_method: str) -> None:
+def test_os_exit_mid_item_is_a_crash(code: int, start_method: Any) -> None:
     pf = parallel(funcs.exit_on, workers=2, start_method=start_method)
     with pytest.raises(WorkerCrashedError, match=f"exited with code {code}") as info:
         pf.map(range(5), code=code)
@@ -77,7 +79,7 @@ def test_os_exit_mid_item_is_a_crash(code: int, start_method: str) -> None:
     assert pf.map(range(5), bad=-1) == list(range(5))  # the pool works on
 
 
-def test_sigkill_mid_item_under_return_keeps_every_other_result(start_method: str) -> None:
+def test_sigkill_mid_item_under_return_keeps_every_other_result(start_method: Any) -> None:
     pf = parallel(funcs.kill_self_on, workers=2, start_method=start_method, on_error="return")
     out = pf.map(range(40), bad=7)
     assert isinstance(out[7], Failure)
@@ -86,7 +88,7 @@ def test_sigkill_mid_item_under_return_keeps_every_other_result(start_method: st
     assert out[:7] + out[8:] == [x for x in range(40) if x != 7]
 
 
-def test_segfault_is_a_crash_and_the_map_goes_on(start_method: str) -> None:
+def test_segfault_is_a_crash_and_the_map_goes_on(start_method: Any) -> None:
     pf = parallel(funcs.segfault_on, workers=2, start_method=start_method, on_error="skip")
     assert pf.map(range(10), bad=4) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
     with pytest.raises(WorkerCrashedError, match="SIGSEGV") as info:
@@ -94,12 +96,12 @@ def test_segfault_is_a_crash_and_the_map_goes_on(start_method: str) -> None:
     assert info.value.exitcode == -signal.SIGSEGV
 
 
-def test_crash_is_retried(tmp_path: Path, start_method: str) -> None:
+def test_crash_is_retried(tmp_path: Path, start_method: Any) -> None:
     pf = parallel(funcs.crash_once, workers=1, start_method=start_method, retries=1)
     assert pf.map([str(tmp_path / "flag")]) == ["ok"]
 
 
-def test_timeout_stops_only_the_slow_call(start_method: str) -> None:
+def test_timeout_stops_only_the_slow_call(start_method: Any) -> None:
     pf = parallel(funcs.sleep_on, workers=2, start_method=start_method, timeout=1.0, on_error="return")
     began = time.monotonic()
     out = pf.map(range(6), bad=2, seconds=120)
@@ -111,7 +113,7 @@ def test_timeout_stops_only_the_slow_call(start_method: str) -> None:
     assert out[:2] + out[3:] == [0, 1, 3, 4, 5]
 
 
-def test_timeout_also_stops_the_workers_children(tmp_path: Path, start_method: str) -> None:
+def test_timeout_also_stops_the_workers_children(tmp_path: Path, start_method: Any) -> None:
     path = tmp_path / "grandchild"
     pf = parallel(funcs.spawn_grandchild_and_hang, workers=1, start_method=start_method, timeout=2.0)
     with pytest.raises(TaskTimeoutError):
@@ -131,14 +133,16 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
-def test_unpicklable_argument_names_item_and_position(start_method: str) -> None:
+def test_unpicklable_argument_names_item_and_position(start_method: Any) -> None:
     pf = parallel(funcs.add, workers=1, start_method=start_method)
     gen = (i for i in range(3))
     with pytest.raises(SerializationError, match=r"argument 2 of item 1 \(a generator object") as info:
-        pf.map([1, 2, 3], [0, gen, 0])  # type: ignore[list-item]
+        pf.map([1, 2, 3], [0, gen, 0])
     assert 'backend="thread"' in str(info.value)
-    out = pf.options(on_error="return").map([1, 2, 3], [0, gen, 0])  # type: ignore[list-item]
-    assert out[0] == 1 and out[2] == 3 and isinstance(out[1], Failure)
+    out = pf.options(on_error="return").map([1, 2, 3], [0, gen, 0])
+    assert out[0] == 1
+    assert out[2] == 3
+    assert isinstance(out[1], Failure)
 
 
 def test_unpicklable_keyword_names_the_keyword() -> None:
@@ -146,10 +150,10 @@ def test_unpicklable_keyword_names_the_keyword() -> None:
 
     pf = parallel(funcs.add, workers=1)
     with pytest.raises(SerializationError, match=r"keyword argument c= given to the map \(a lock object"):
-        pf.map([1], c=threading.Lock())  # type: ignore[arg-type]
+        pf.map([1], c=threading.Lock())
 
 
-def test_unpicklable_result_names_the_item(start_method: str) -> None:
+def test_unpicklable_result_names_the_item(start_method: Any) -> None:
     pf = parallel(funcs.return_lambda_on, workers=1, start_method=start_method, on_error="return")
     out = pf.map(range(4))
     assert isinstance(out[2], Failure)
@@ -167,12 +171,12 @@ def test_unpicklable_function() -> None:
         with lock:
             return x
 
-    with pytest.raises(SerializationError, match="cannot pickle the function .*uses_lock"):
+    with pytest.raises(SerializationError, match=r"cannot pickle the function .*uses_lock"):
         parallel(uses_lock, workers=1).map([1])
     assert parallel(uses_lock, backend="thread").map([1]) == [1]
 
 
-def test_max_tasks_per_worker_recycles_workers(start_method: str) -> None:
+def test_max_tasks_per_worker_recycles_workers(start_method: Any) -> None:
     pf = parallel(funcs.pid, workers=1, start_method=start_method, max_tasks_per_worker=2)
     pids = pf.map(range(6))
     assert len(set(pids)) == 3

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,7 +70,7 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def test_ctrl_c_stops_every_worker(tmp_path: Path, start_method: str) -> None:
+def test_ctrl_c_stops_every_worker(tmp_path: Path, start_method: Any) -> None:
     proc = _run_script(tmp_path, LONG_MAP, start_method)
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("ready")
@@ -137,7 +138,7 @@ MAIN_FUNCTIONS = """
 """
 
 
-def test_functions_of_main_work_under_every_start_method(tmp_path: Path, start_method: str) -> None:
+def test_functions_of_main_work_under_every_start_method(tmp_path: Path, start_method: Any) -> None:
     proc = _run_script(tmp_path, MAIN_FUNCTIONS, start_method)
     out, err = _communicate(proc, 120)
     assert proc.returncode == 0, err
@@ -181,7 +182,7 @@ ORPHAN = """
 """
 
 
-def test_workers_exit_when_the_caller_is_killed(tmp_path: Path, start_method: str) -> None:
+def test_workers_exit_when_the_caller_is_killed(tmp_path: Path, start_method: Any) -> None:
     proc = _run_script(tmp_path, ORPHAN, start_method)
     out, _ = _communicate(proc, 60)
     pids = [int(p) for p in out.split()]

@@ -74,8 +74,20 @@ def _death(exitcode: int | None) -> str:
 
 
 class _Worker:
-    __slots__ = ("calls", "capacity", "chunks", "index", "label", "process", "replies",
-                 "retiring", "sentinel", "setup", "started", "tasks")
+    __slots__ = (
+        "calls",
+        "capacity",
+        "chunks",
+        "index",
+        "label",
+        "process",
+        "replies",
+        "retiring",
+        "sentinel",
+        "setup",
+        "started",
+        "tasks",
+    )
 
     def __init__(self, index: int, context: Any, blas_threads: int) -> None:
         tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
@@ -131,7 +143,7 @@ class _Worker:
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.tasks.close()
         self.replies.close()
-        code = self.process.exitcode
+        code: int | None = self.process.exitcode
         self.process.close()
         return code
 
@@ -164,7 +176,7 @@ class ProcessPool:
             name = getattr(spec.fn, "__qualname__", repr(spec.fn))
             raise SerializationError(
                 f"cannot pickle the function {name} ({describe(spec.fn)}: {exc}); "
-                f"define it at module level, or use backend=\"thread\""
+                f'define it at module level, or use backend="thread"'
             ) from exc
         for key, value in spec.kwargs.items():
             try:
@@ -172,7 +184,7 @@ class ProcessPool:
             except Exception as exc:
                 raise SerializationError(
                     f"cannot pickle keyword argument {key}= given to the map "
-                    f"({describe(value)}: {exc}); pass plain data or use backend=\"thread\""
+                    f'({describe(value)}: {exc}); pass plain data or use backend="thread"'
                 ) from exc
         rest = dumps((spec.mode, spec.kwargs, spec.fail_fast, spec.retries, spec.retry_on, spec.timeout))
         self._setup = pickle.dumps((SETUP, fn_blob, rest), PROTOCOL)
@@ -224,13 +236,15 @@ class ProcessPool:
             what = f"keyword argument {where}=" if isinstance(where, str) else f"argument {where}"
             error = SerializationError(
                 f"cannot pickle {what} of item {chunk.start + pos} ({describe(value)}: {exc}); "
-                f"pass plain data or use backend=\"thread\""
+                f'pass plain data or use backend="thread"'
             )
             error.__cause__ = exc
             errors[pos] = error
         if not errors:  # pragma: no cover - the whole failed but no part did
-            errors = {pos: SerializationError(f"cannot pickle item {chunk.start + pos}")
-                      for pos in range(len(chunk.items))}
+            errors = {
+                pos: SerializationError(f"cannot pickle item {chunk.start + pos}")
+                for pos in range(len(chunk.items))
+            }
         raise Unsendable(errors)
 
     def _pick(self, size: int) -> _Worker | None:
@@ -306,7 +320,7 @@ class ProcessPool:
             errors = {pos: rebuild(info) for pos, info in captured.items()}
             if WHOLE_CHUNK in errors:
                 error = errors[WHOLE_CHUNK]
-                errors = {pos: error for pos in range(len(chunk.items))}
+                errors = dict.fromkeys(range(len(chunk.items)), error)
                 results = [None] * len(chunk.items)
         events.append(Done(chunk, results, errors, elapsed, worker.label))
         if worker.retiring and not worker.chunks:

@@ -1,0 +1,76 @@
+"""The engine's own decisions: chunk sizes, ordering, windows, sources."""
+
+from __future__ import annotations
+
+import itertools
+
+from fanmap._config import resolve
+from fanmap._engine import Source, _Orderer, _Sizer
+
+
+def test_first_chunks_probe_with_one_item() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, 1000)
+    assert sizer.size(0, None) == 1
+
+
+def test_fast_calls_are_batched_and_growth_is_gradual() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, None)
+    sizer.size(0, None)
+    sizer.measure(1, 1e-7)
+    sizes = [sizer.size(0, None) for _ in range(5)]
+    assert sizes == [16, 256, 4096, 65536, 100_000]
+
+
+def test_chunks_shrink_toward_the_end_of_known_input() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, 10_000)
+    sizer.measure(1000, 1e-5)
+    sizer.last = 10_000
+    assert sizer.size(0, None) == 2500
+    assert sizer.size(9_990, None) == 3
+    assert sizer.size(9_999, None) == 1
+
+
+def test_slow_calls_go_one_by_one_without_prefetch() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, 100)
+    sizer.measure(1, 0.05)
+    assert sizer.size(0, None) == 1
+    assert sizer.depth() == 1
+
+
+def test_fast_chunks_are_prefetched() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, None)
+    sizer.measure(100, 1e-5)
+    sizer.size(0, None)
+    assert sizer.depth() == 2
+
+
+def test_fixed_chunksize_timeout_and_limit() -> None:
+    assert _Sizer(resolve({"chunksize": 7}), 2, None).size(0, None) == 7
+    assert _Sizer(resolve({"chunksize": 7, "timeout": 1}), 2, None).size(0, None) == 1
+    assert _Sizer(resolve({"chunksize": 7}), 2, None).size(0, 3) == 3
+
+
+def test_orderer_releases_in_input_order() -> None:
+    orderer = _Orderer(True)
+    assert orderer.push(2, ["c", "d"]) == []
+    assert orderer.push(1, ["b"]) == []
+    assert orderer.push(0, ["a"]) == [(0, ["a"]), (1, ["b"]), (2, ["c", "d"])]
+    assert orderer.push(4, ["e"]) == [(4, ["e"])]
+    assert orderer.pending == {}
+
+
+def test_unordered_orderer_releases_at_once() -> None:
+    assert _Orderer(False).push(5, ["x"]) == [(5, ["x"])]
+
+
+def test_sequences_are_sliced_not_copied_and_iterators_are_read_lazily() -> None:
+    source = Source(range(10))
+    assert source.total == 10
+    assert source.take(4, True) == range(4)
+    assert source.take(100, True) == range(4, 10)
+    assert source.take(1, True) is None
+    counter = itertools.count()
+    lazy = Source(counter)
+    assert lazy.total is None
+    assert lazy.take(3, True) == [0, 1, 2]
+    assert next(counter) == 3  # nothing read beyond what was taken
