@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -47,6 +48,17 @@ def _by_name(module: str, qualname: str) -> Any:
     return obj
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _without_our_frames(error: BaseException) -> BaseException:
+    """Drop fanmap's own frames from the front of a traceback: the user's remain."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return error.with_traceback(tb)
+
+
 def _ordered_map(blocks: Iterator[tuple[int, list[Any]]], total: int) -> list[Any]:
     out: list[Any] = [None] * total
     skipped = False
@@ -70,8 +82,13 @@ def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
             for value in values:
                 if value is not SKIPPED:
                     yield value
+    except Exception as exc:
+        error = exc
+    else:
+        return
     finally:
         blocks.close()  # type: ignore[attr-defined]  # a generator: stop its workers now
+    raise _without_our_frames(error)  # outside the handler: the chain stays the worker's
 
 
 @final
@@ -226,10 +243,14 @@ class ParallelFunction(Generic[P, R]):
         if source.total is None:
             source = Source(list(items))  # map is eager: knowing the length chunks better
         blocks = self._run(mode, source, kwargs, options, None)
-        if options.ordered:
-            assert source.total is not None
-            return _ordered_map(blocks, source.total)
-        return _unordered_map(blocks)
+        try:
+            if options.ordered:
+                assert source.total is not None
+                return _ordered_map(blocks, source.total)
+            return _unordered_map(blocks)
+        except Exception as exc:
+            error = exc
+        raise _without_our_frames(error)  # outside the handler: the chain stays the worker's
 
     def _lazy(
         self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str

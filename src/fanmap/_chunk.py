@@ -146,6 +146,14 @@ def call_args(mode: int, item: Any, kwargs: dict[str, Any]) -> tuple[tuple[Any, 
     return tuple(item), kwargs
 
 
+def _from_the_call(error: BaseException) -> BaseException:
+    """Drop this module's frames from the front of a traceback: the function's remain."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return error.with_traceback(tb)
+
+
 def _call_one(spec: RunSpec, item: Any, first: Exception) -> tuple[Any, BaseException | None]:
     """Retry one failed item as the spec says; return its value or its last error."""
     error: Exception = first
@@ -157,7 +165,7 @@ def _call_one(spec: RunSpec, item: Any, first: Exception) -> tuple[Any, BaseExce
             return spec.fn(*args, **kwargs), None
         except Exception as exc:
             error = exc
-    return None, error
+    return None, _from_the_call(error)
 
 
 def _calls(spec: RunSpec, items: Sequence[Any]) -> Any:

@@ -166,3 +166,17 @@ class Failure:
             BaseException: Always: the exception this failure holds.
         """
         raise self.exception
+
+
+# Show (and pickle) them under the name users import them by: fanmap.TaskTimeoutError.
+for _cls in (
+    FanmapError,
+    WorkerCrashedError,
+    TaskTimeoutError,
+    SerializationError,
+    RemoteError,
+    BackendUnavailableError,
+    SharedStateError,
+    Failure,
+):
+    _cls.__module__ = "fanmap"
