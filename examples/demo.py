@@ -52,7 +52,8 @@ def main() -> None:
         traceback.print_exc(file=sys.stdout)
 
     print('\nWith on_error="return" the other results are kept:')
-    results: list[float | Failure] = list(parse_price.options(on_error="return").map(["$1.50", "12,99", "$4.10"]))
+    keep_going = parse_price.options(on_error="return")
+    results: list[float | Failure] = list(keep_going.map(["$1.50", "12,99", "$4.10"]))
     for value in results:
         if isinstance(value, Failure):
             print(f"   Failure at item {value.index}: {value.exception!r}")
