@@ -140,8 +140,12 @@ def _measure(contender: str, case: str, keep: bool, guard: float) -> dict[str, A
     with tempfile.NamedTemporaryFile("w", delete=False) as mark:
         path = mark.name
     env = {**os.environ, "FANMAP_BENCH_MARK": path}
-    cmd = [sys.executable, "-m", "benchmarks.failures", "--one", contender, case] + (["--keep"] if keep else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, start_new_session=True)
+    cmd = [sys.executable, "-m", "benchmarks.failures", "--one", contender, case] + (
+        ["--keep"] if keep else []
+    )
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=guard)
     except subprocess.TimeoutExpired:
@@ -157,7 +161,9 @@ def _measure(contender: str, case: str, keep: bool, guard: float) -> dict[str, A
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--guard", type=float, default=15.0, help="seconds before a run counts as hung")
     parser.add_argument("--one", nargs=2, metavar=("CONTENDER", "CASE"), help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)

@@ -48,8 +48,8 @@ def in_worker() -> bool:
 def lease(backend: Backend, options: Options) -> Iterator[Pool]:
     """Lend a warm pool for one run, or open one; take it back afterwards.
 
-    A run that ends by an exception other than ``Exception`` (Ctrl-C, a generator
-    closed in the middle of an interpreter shutdown) closes its pool instead.
+    A run interrupted by Ctrl-C (or another ``BaseException`` that is not an
+    ``Exception``, except a generator being closed) closes its pool instead.
     """
     key = backend.pool_key(options)
     with _lock:
@@ -62,7 +62,7 @@ def lease(backend: Backend, options: Options) -> Iterator[Pool]:
     try:
         yield pool
     except BaseException as exc:
-        if not isinstance(exc, Exception):
+        if not isinstance(exc, Exception | GeneratorExit):
             pool.close()
             raise
         _give_back(key, pool)

@@ -229,3 +229,25 @@ def test_public_names_match_all() -> None:
     exported = {name for name in dir(fanmap) if not name.startswith("_")}
     modules = {"config"} - set(fanmap.__all__)
     assert exported - modules - {"annotations"} == set(fanmap.__all__)
+
+
+def test_thread_timeout_abandons_the_slow_call() -> None:
+    pf = parallel(funcs.sleep_on, workers=2, backend="thread", timeout=0.5, on_error="return")
+    out = pf.map(range(4), bad=1, seconds=3)
+    assert isinstance(out[1], Failure)
+    assert isinstance(out[1].exception, fanmap.TaskTimeoutError)
+    assert "abandoned" in str(out[1].exception)
+    assert [out[0], out[2], out[3]] == [0, 2, 3]
+
+
+def test_an_abandoned_imap_gives_its_pool_back() -> None:
+    import gc
+
+    pf = parallel(funcs.square, workers=2)
+    it = pf.imap(range(10_000))
+    next(it)
+    pools = list(_pools._every)
+    del it  # closed by the garbage collector: GeneratorExit
+    gc.collect()
+    assert all(pool.usable for pool in pools)  # given back warm, not closed
+    assert pf.map([3]) == [9]
