@@ -88,7 +88,8 @@ def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
         return
     finally:
         blocks.close()  # type: ignore[attr-defined]  # a generator: stop its workers now
-    raise _without_our_frames(error)  # outside the handler: the chain stays the worker's
+    # Raised outside the handler, so that its chain stays the one made in the worker.
+    raise _without_our_frames(error)
 
 
 @final
@@ -250,7 +251,8 @@ class ParallelFunction(Generic[P, R]):
             return _unordered_map(blocks)
         except Exception as exc:
             error = exc
-        raise _without_our_frames(error)  # outside the handler: the chain stays the worker's
+        # Raised outside the handler, so that its chain stays the one made in the worker.
+        raise _without_our_frames(error)
 
     def _lazy(
         self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str

@@ -238,8 +238,7 @@ class ProcessPool:
                 f"cannot pickle {what} of item {chunk.start + pos} ({describe(value)}: {exc}); "
                 f'pass plain data or use backend="thread"'
             )
-            error.__cause__ = exc
-            errors[pos] = error
+            errors[pos] = error  # the message says why; the pickler's own chain is noise
         if not errors:  # pragma: no cover - the whole failed but no part did
             errors = {
                 pos: SerializationError(f"cannot pickle item {chunk.start + pos}")
