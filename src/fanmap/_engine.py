@@ -315,10 +315,14 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                     staged = None
                 try:
                     pool.submit(chunk)
-                except Unsendable as bad:
-                    ready.extend(_unsendable(run, chunk, bad))
+                except Unsendable as exc:
+                    bad = exc
                 else:
                     run.in_flight += 1
+                    continue
+                # Handled outside the except clause: a raised SerializationError must not
+                # carry the pickler's failure as its context.
+                ready.extend(_unsendable(run, chunk, bad))
             if run.in_flight == 0 and not run.retry and not ready:
                 if exhausted:
                     break

@@ -139,6 +139,7 @@ def test_unpicklable_argument_names_item_and_position(start_method: Any) -> None
     with pytest.raises(SerializationError, match=r"argument 2 of item 1 \(a generator object") as info:
         pf.map([1, 2, 3], [0, gen, 0])
     assert 'backend="thread"' in str(info.value)
+    assert info.value.__context__ is None  # no pickler internals chained onto it
     out = pf.options(on_error="return").map([1, 2, 3], [0, gen, 0])
     assert out[0] == 1
     assert out[2] == 3

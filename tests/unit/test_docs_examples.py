@@ -1,0 +1,32 @@
+"""The ```python blocks of the docs run (```py blocks are for show only)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def runnable(page: Path) -> str:
+    return "\n\n".join(BLOCK.findall(page.read_text()))
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if runnable(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_examples_run(page: Path, tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(runnable(page))
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 0, f"the examples of {page.name} failed:\n{proc.stderr}"
+
+
+def test_some_pages_have_runnable_examples() -> None:
+    assert sum(1 for p in PAGES if runnable(p)) >= 5
