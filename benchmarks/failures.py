@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python -m benchmarks.failures [--guard SECONDS]
 
-Cases: a raised exception, os._exit(3), SIGKILL, a segfault, a call running past a
+Cases: Ctrl-C in the caller (time until the program exits, and child processes left),
+a raised exception, os._exit(3), SIGKILL, a segfault, a call running past a
 1 s timeout, and a result that cannot be pickled. Item 5 of 20 fails; the others take
 50 ms. Each (contender, case) runs in a fresh interpreter under a guard: a run that has
 not ended by then is reported as a hang and killed.
@@ -119,6 +120,80 @@ def _pool(case: str, keep: bool) -> tuple[int, str]:
     return ITEMS, ""
 
 
+def nap(x: int) -> int:
+    time.sleep(30)
+    return x
+
+
+def _long_map(contender: str) -> None:
+    """Run 8 calls of 30 s on 2 workers; the parent sends SIGINT meanwhile."""
+    print("ready", flush=True)
+    if contender == "fanmap":
+        from fanmap import parallel
+
+        parallel(nap, workers=2, start_method="fork").map(range(8))
+    elif contender == "ProcessPoolExecutor":
+        with ProcessPoolExecutor(2) as ex:
+            list(ex.map(nap, range(8)))
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.map(nap, range(8))
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) == parent and fields[0] != "Z":
+                found.append(int(entry))
+                todo.append(int(entry))
+    return found
+
+
+def _interrupt(contender: str, guard: float) -> str:
+    """Send SIGINT to a program in a long map: how long until it exits, what is left."""
+    cmd = [sys.executable, "-m", "benchmarks.failures", "--sigint", contender]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    time.sleep(1.0)  # the workers are in their calls
+    workers = _descendants(proc.pid)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=guard)
+        took = f"exits after {(time.monotonic() - sent) * 1000:.0f} ms"
+    except subprocess.TimeoutExpired:
+        took = f"hangs (> {guard:g} s)"
+        proc.kill()
+        proc.wait()
+    time.sleep(0.5)
+    left = [p for p in workers if _state(p) not in ("Z", "")]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    return f"{took}, {len(left)} of {len(workers)} child processes left running"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2]
+
+
 RUNNERS: dict[str, Callable[[str, bool], tuple[int, str]]] = {
     "fanmap": _fanmap,
     "ProcessPoolExecutor": _executor,
@@ -167,9 +242,13 @@ def main() -> None:
     parser.add_argument("--guard", type=float, default=15.0, help="seconds before a run counts as hung")
     parser.add_argument("--one", nargs=2, metavar=("CONTENDER", "CASE"), help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sigint", metavar="CONTENDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         _one(args.one[0], args.one[1], args.keep)
+        return
+    if args.sigint:
+        _long_map(args.sigint)
         return
     rows = []
     for case in CASES:
@@ -189,6 +268,9 @@ def main() -> None:
             print(f"  {case:12} {contender:22} {seen:40} kept {keep}", file=sys.stderr)
     print(f"\n{machine()}  {versions('fanmap')}\n")
     print(table(["failure", "contender", "seen after", "kept"], rows))
+    print("\nCtrl-C (SIGINT to the caller) during a map of 8 calls of 30 s on 2 workers:\n")
+    sigint = [[contender, _interrupt(contender, args.guard)] for contender in CONTENDERS]
+    print(table(["contender", "after SIGINT"], sigint))
 
 
 if __name__ == "__main__":

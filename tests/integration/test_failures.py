@@ -212,3 +212,26 @@ def test_workers_ignore_sigint_and_lead_their_own_group() -> None:
 
 def _signal_setup(_: int) -> tuple[object, int, int]:
     return signal.getsignal(signal.SIGINT), os.getpgid(0), os.getpid()
+
+
+def test_idle_workers_exit_by_themselves_and_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fanmap import _pools
+
+    monkeypatch.setattr(_pools, "IDLE_TIMEOUT", 0.5)
+    # max_tasks_per_worker gives this test a pool of its own
+    pf = parallel(funcs.pid, workers=1, max_tasks_per_worker=10**6)
+    [worker] = pf.map([0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    assert not _alive(worker), "an idle worker did not exit"
+    [again] = pf.map([0])
+    assert again != worker
+
+
+def test_a_segfault_shows_the_python_stack_on_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    pf = parallel(funcs.segfault_on, workers=1, on_error="return")
+    pf.map([1, 2, 3], bad=2)
+    err = capfd.readouterr().err
+    assert "Fatal Python error: Segmentation fault" in err
+    assert "segfault_on" in err
