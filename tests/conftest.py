@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -48,6 +49,7 @@ def _leaves_nothing_behind() -> Iterator[None]:
     shm_before = shm_segments()
     yield
     _pools.shutdown()
+    gc.collect()  # shared objects' semaphores are unlinked when they are collected
     deadline = time.monotonic() + 10
     left = stray_processes()
     while left and time.monotonic() < deadline:

@@ -24,21 +24,33 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SharedStateError as SharedStateError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._shared import Array as Array
+from ._shared import Dict as Dict
+from ._shared import List as List
+from ._shared import Queue as Queue
+from ._shared import Value as Value
+from ._shared import shared_state as shared_state
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Args",
+    "Array",
     "BackendUnavailableError",
+    "Dict",
     "Failure",
     "FanmapError",
+    "List",
     "ParallelFunction",
+    "Queue",
     "RemoteError",
     "SerializationError",
     "SharedStateError",
     "TaskTimeoutError",
+    "Value",
     "WorkerCrashedError",
     "config",
     "parallel",
     "pmap",
+    "shared_state",
 ]

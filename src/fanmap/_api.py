@@ -7,6 +7,7 @@ engine. It never touches workers itself.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import os
@@ -19,6 +20,7 @@ from ._chunk import ARGS, ONE, STAR, Args
 from ._config import Options, OptionsDict, resolve, validate
 from ._engine import SKIPPED, QueueSource, Source, execute
 from ._errors import Failure
+from ._shared import SharedState, check_parameters
 
 __all__ = ["ParallelFunction", "parallel", "pmap"]
 
@@ -115,13 +117,20 @@ class ParallelFunction(Generic[P, R]):
     __module__: str
     __wrapped__: Callable[P, R]
 
-    def __init__(self, fn: Callable[P, R], options: dict[str, Any], root: Any = None) -> None:
+    def __init__(
+        self, fn: Callable[P, R], options: dict[str, Any], root: Any = None, state: SharedState | None = None
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
         if isinstance(fn, ParallelFunction):
             root = fn._root
             options = {**fn._options, **options}
+            state = state or fn._state
             fn = fn._fanmap_fn
+        carried = getattr(fn, "__fanmap_state__", None)
+        if carried is not None:  # @shared_state below @parallel
+            fn, state = carried[0], state or carried[1]
+        self._state: SharedState | None = state
         self._fanmap_fn: Callable[P, R] = fn
         self._options: dict[str, Any] = validate(options)
         self._root: Any = self if root is None else root
@@ -131,7 +140,26 @@ class ParallelFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the plain function in the caller, as if it were not decorated."""
+        if self._state is not None:
+            return self._fanmap_fn(*args, **{**self._state.objects(), **kwargs})
         return self._fanmap_fn(*args, **kwargs)
+
+    @property
+    def state(self) -> SharedState:
+        """The shared objects given by `shared_state`, by name: ``fn.state.hits``.
+
+        Raises:
+            AttributeError: The function has no shared state.
+        """
+        if self._state is None:
+            raise AttributeError(f"{self.__name__} has no shared state; add it with @shared_state(name=...)")
+        return self._state
+
+    def _with_state(self, state: SharedState) -> ParallelFunction[P, R]:
+        check_parameters(self._fanmap_fn, list(state.objects()))
+        if self._state is not None:
+            state = SharedState({**self._state.objects(), **state.objects()})
+        return ParallelFunction(self._fanmap_fn, self._options, None, state)
 
     def __repr__(self) -> str:
         name = getattr(self._fanmap_fn, "__qualname__", repr(self._fanmap_fn))
@@ -148,10 +176,12 @@ class ParallelFunction(Generic[P, R]):
                 found = None
             if found is self:
                 return (_by_name, (module, qualname))
+        # By value: shared objects stay behind (workers get theirs when they start).
         return (ParallelFunction, (self._fanmap_fn, self._options))
 
-    def _resolve(self) -> Options:
-        return resolve(self._options)
+    def _resolve(self, *overrides: dict[str, Any]) -> Options:
+        options = resolve(self._options, *overrides)
+        return dataclasses.replace(options, state=self._state) if self._state is not None else options
 
     def _run(
         self, mode: int, source: Source, kwargs: dict[str, Any], options: Options, window: int | None
@@ -176,7 +206,7 @@ class ParallelFunction(Generic[P, R]):
             >>> double.options(backend="serial", ordered=False).map([1, 2])
             [2, 4]
         """
-        return ParallelFunction(self._fanmap_fn, {**self._options, **options}, self._root)
+        return ParallelFunction(self._fanmap_fn, {**self._options, **options}, self._root, self._state)
 
     def _plan(self, iterables: tuple[Iterable[Any], ...], what: str) -> tuple[int, Iterable[Any]]:
         if not iterables:
@@ -258,9 +288,7 @@ class ParallelFunction(Generic[P, R]):
         self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str
     ) -> Iterator[R]:
         mode, items = self._plan(iterables, what)
-        options = self._resolve()
-        if options.ordered != ordered:
-            options = resolve(self._options, {"ordered": ordered})
+        options = self._resolve({"ordered": ordered})
         window = max(64, 8 * options.workers)
         return _stream(self._run(mode, Source(items), kwargs, options, window))
 
@@ -356,7 +384,7 @@ class _Submitter:
     def _serve(self) -> None:
         owner = self._owner
         try:
-            options = resolve(owner._options, {"ordered": False, "on_error": "return", "progress": False})
+            options = owner._resolve({"ordered": False, "on_error": "return", "progress": False})
         except Exception as exc:
             self._fail_all(exc)
             return

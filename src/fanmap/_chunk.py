@@ -91,6 +91,14 @@ class RunSpec:
     retries: int
     retry_on: tuple[type[BaseException], ...]
     timeout: float | None
+    #: Shared objects to give every call as keywords (``@shared_state``), by name.
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def with_state(self) -> RunSpec:
+        """The spec with the shared objects merged into the keywords."""
+        if not self.state:
+            return self
+        return dataclasses.replace(self, kwargs={**self.state, **self.kwargs}, state={})
 
 
 @dataclasses.dataclass(slots=True, eq=False)

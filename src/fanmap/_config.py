@@ -58,9 +58,11 @@ class Options:
     progress: Any
     start_method: str
     max_tasks_per_worker: int | None
+    #: The function's shared objects (``@shared_state``); not an option users set.
+    state: Any = None
 
 
-OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options))
+OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options) if f.name != "state")
 
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "fanmap_config", default=types.MappingProxyType({})

@@ -29,7 +29,7 @@ from . import _pools
 from ._backends import Pool, Unsendable, get_backend
 from ._chunk import Chunk, Done, Lost, RunSpec, call_args
 from ._config import Options
-from ._errors import Failure, TaskTimeoutError, WorkerCrashedError
+from ._errors import Failure, SharedStateError, TaskTimeoutError, WorkerCrashedError
 from ._progress import open_reporter
 from ._serialize import short_repr
 
@@ -238,6 +238,19 @@ def execute(
     chunks may be out, done or not, before the oldest is yielded), else as they finish.
     Each block has one value per item: the result, a `Failure`, or `SKIPPED`.
     """
+    backend = get_backend("serial" if _pools.in_worker() else options.backend)
+    state = options.state.objects() if options.state is not None else {}
+    if state and not getattr(backend, "shares_memory", False):
+        raise SharedStateError(
+            f"the {backend.name} backend cannot share memory with its workers, so it cannot "
+            f'run a function with @shared_state; use backend="process", "thread" or "serial"'
+        )
+    clash = sorted(set(state) & set(kwargs))
+    if clash:
+        raise SharedStateError(
+            f"{', '.join(map(repr, clash))} is shared state given by @shared_state; "
+            f"do not pass it to the map as well"
+        )
     first = source.take(1, block=True)
     if first is None:
         return
@@ -250,8 +263,8 @@ def execute(
         retries=options.retries,
         retry_on=options.retry_on,
         timeout=options.timeout,
+        state=state,
     )
-    backend = get_backend("serial" if _pools.in_worker() else options.backend)
     run = _Run(spec, options, source, window if options.ordered else None, label)
     try:
         with _pools.lease(backend, options) as pool:

@@ -89,6 +89,9 @@ def shutdown() -> None:
         _every.clear()
     for pool in pools:
         pool.close()
+    from ._shared import stop_manager
+
+    stop_manager()
 
 
 def _forget_after_fork() -> None:
@@ -97,6 +100,9 @@ def _forget_after_fork() -> None:
     _lock = threading.Lock()
     _idle.clear()
     _every.clear()
+    from . import _shared
+
+    _shared._manager = None  # the parent's Manager; its own finalizer ignores this process
 
 
 # multiprocessing joins its non-daemonic children at exit; importing its util module

@@ -56,12 +56,12 @@ def _limit_blas_threads(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
-def _load_spec(message: tuple[Any, ...]) -> RunSpec:
+def _load_spec(message: tuple[Any, ...], state: dict[str, Any]) -> RunSpec:
     _, fn_blob, rest_blob = message
     fn = pickle.loads(fn_blob)
     mode, kwargs, fail_fast, retries, retry_on, timeout = pickle.loads(rest_blob)
-    plain = getattr(fn, "_fanmap_fn", fn)
-    return RunSpec(plain, fn, mode, kwargs, fail_fast, retries, retry_on, timeout)
+    plain = getattr(fn, "_fanmap_fn", None) or getattr(fn, "__fanmap_state__", (fn,))[0]
+    return RunSpec(plain, fn, mode, {**state, **kwargs}, fail_fast, retries, retry_on, timeout)
 
 
 def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed: float) -> bytes:
@@ -85,7 +85,9 @@ def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed:
     return pickle.dumps((results, captured, elapsed), PROTOCOL)
 
 
-def worker_main(tasks: Connection, replies: Connection, blas_threads: int, idle_timeout: float) -> None:
+def worker_main(
+    tasks: Connection, replies: Connection, blas_threads: int, idle_timeout: float, state: dict[str, Any]
+) -> None:
     """Serve chunks until told to stop, idle too long, or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):  # already a group leader
@@ -114,7 +116,7 @@ def worker_main(tasks: Connection, replies: Connection, blas_threads: int, idle_
             return
         if message[0] == SETUP:
             try:
-                spec, spec_error = _load_spec(message), None
+                spec, spec_error = _load_spec(message, state), None
             except Exception as exc:
                 spec, spec_error = None, exc
             continue

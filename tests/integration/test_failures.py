@@ -230,7 +230,8 @@ def test_idle_workers_exit_by_themselves_and_come_back(monkeypatch: pytest.Monke
 
 
 def test_a_segfault_shows_the_python_stack_on_stderr(capfd: pytest.CaptureFixture[str]) -> None:
-    pf = parallel(funcs.segfault_on, workers=1, on_error="return")
+    # a pool of its own (max_tasks_per_worker), started while stderr is captured
+    pf = parallel(funcs.segfault_on, workers=1, on_error="return", max_tasks_per_worker=10**6 + 1)
     pf.map([1, 2, 3], bad=2)
     err = capfd.readouterr().err
     assert "Fatal Python error: Segmentation fault" in err

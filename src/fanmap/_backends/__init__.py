@@ -74,6 +74,8 @@ class Backend(Protocol):
     """Something that opens pools: one of the built-in backends, or a user's."""
 
     name: str
+    #: Whether its workers can share memory with the caller (``@shared_state``).
+    shares_memory: bool
 
     def pool_key(self, options: Options) -> Hashable:
         """Runs whose options give equal keys may share a warm pool."""

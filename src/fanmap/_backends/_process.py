@@ -89,7 +89,7 @@ class _Worker:
         "tasks",
     )
 
-    def __init__(self, index: int, context: Any, blas_threads: int) -> None:
+    def __init__(self, index: int, context: Any, blas_threads: int, state: dict[str, Any]) -> None:
         tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
         replies_r, replies_w = multiprocessing.Pipe(duplex=False)
         self.index = index
@@ -99,7 +99,7 @@ class _Worker:
         _grow_pipe(replies_w)
         self.process = context.Process(
             target=worker_main,
-            args=(tasks_r, replies_w, blas_threads, _pools.IDLE_TIMEOUT),
+            args=(tasks_r, replies_w, blas_threads, _pools.IDLE_TIMEOUT, state),
             name=f"fanmap-worker-{index}",
         )
         self.process.start()
@@ -156,6 +156,7 @@ class ProcessPool:
         self._context = multiprocessing.get_context(options.start_method)
         self._blas_threads = max(1, cpu_count() // options.workers)
         self._max_tasks = options.max_tasks_per_worker
+        self._state: dict[str, Any] = options.state.prepare() if options.state is not None else {}
         self._slots: list[_Worker | None] = [None] * options.workers
         self._setup = b""
         self._timeout: float | None = None
@@ -196,7 +197,7 @@ class ProcessPool:
                 self._slots[i] = self._start(i)
 
     def _start(self, index: int) -> _Worker:
-        return _Worker(index, self._context, self._blas_threads)
+        return _Worker(index, self._context, self._blas_threads, self._state)
 
     def room(self, depth: int) -> int:
         free = 0
@@ -391,9 +392,12 @@ class ProcessBackend:
     """Open pools of worker processes."""
 
     name = "process"
+    shares_memory = True
 
     def pool_key(self, options: Options) -> Hashable:
-        return ("process", options.workers, options.start_method, options.max_tasks_per_worker)
+        # Shared objects are handed to workers when they start: a pool of their own.
+        state = id(options.state) if options.state is not None else None
+        return ("process", options.workers, options.start_method, options.max_tasks_per_worker, state)
 
     def open_pool(self, options: Options) -> ProcessPool:
         return ProcessPool(options)

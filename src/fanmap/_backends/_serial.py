@@ -28,7 +28,7 @@ class SerialPool:
         self._done: list[Event] = []
 
     def begin(self, spec: RunSpec) -> None:
-        self._spec = spec
+        self._spec = spec.with_state()
         self._done = []
 
     def room(self, depth: int) -> int:
@@ -59,6 +59,7 @@ class SerialBackend:
     """Run in the caller's thread."""
 
     name = "serial"
+    shares_memory = True
 
     def pool_key(self, options: Options) -> Hashable:
         return ("serial",)

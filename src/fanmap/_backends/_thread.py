@@ -63,7 +63,7 @@ class ThreadPool:
         return not self._closed
 
     def begin(self, spec: RunSpec) -> None:
-        self._spec = spec
+        self._spec = spec.with_state()
 
     def room(self, depth: int) -> int:
         return sum(max(0, depth - len(t.chunks)) for t in self._threads)
@@ -145,6 +145,7 @@ class ThreadBackend:
     """Open pools of threads."""
 
     name = "thread"
+    shares_memory = True
 
     def pool_key(self, options: Options) -> Hashable:
         return ("thread", options.workers)
