@@ -156,3 +156,59 @@ def nested_map(n: int) -> list[int]:
 
 def sum_of_squares(n: int) -> int:
     return sum(i * i for i in range(n))
+
+
+# -- shared state -------------------------------------------------------------------
+
+from fanmap import Array, Dict, List, Queue, Value, shared_state  # noqa: E402
+
+COUNTER: Value[int] = Value("q", 0)
+HIST: Array[int] = Array("q", 8)
+SEEN: Dict[str, int] = Dict()
+
+
+@parallel(workers=2)
+@shared_state(counter=COUNTER, hist=HIST, seen=SEEN)
+def count_everything(x: int, *, counter: Value[int], hist: Array[int], seen: Dict[str, int]) -> int:
+    counter.add(1)
+    hist.add(x % 8, 1)
+    with seen.lock:
+        key = str(x % 3)
+        seen[key] = seen.get(key, 0) + 1
+    return x
+
+
+@shared_state(total=Value("d", 0.0))
+@parallel(workers=2)
+def add_to_total(x: float, *, total: Value[float]) -> float:
+    return total.add(x)
+
+
+def bump_many(n: int, *, counter: Value[int]) -> int:
+    for _ in range(n):
+        counter.add(1)
+    return n
+
+
+def bump_unsafely(n: int, *, counter: Value[int]) -> int:
+    for _ in range(n):
+        counter.value = counter.value + 1  # a read and a write: loses updates
+    return n
+
+
+def apply_updates(updates: list[tuple[int, int]], *, array: Array[int]) -> int:
+    for index, amount in updates:
+        array.add(index, amount)
+    return len(updates)
+
+
+def produce(x: int, *, out: Queue[int], log: List[int]) -> None:
+    out.put(x * x)
+    log.append(x)
+
+
+def array_sum(values: object, *, scale: float = 1.0) -> float:
+    import numpy as np
+
+    arr = np.asarray(values)
+    return float(arr.sum()) * scale
