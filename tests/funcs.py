@@ -212,3 +212,44 @@ def array_sum(values: object, *, scale: float = 1.0) -> float:
 
     arr = np.asarray(values)
     return float(arr.sum()) * scale
+
+
+class CountsPickles:
+    """Counts how often it is pickled (in the process that pickles it)."""
+
+    pickled = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        CountsPickles.pickled += 1
+        return (CountsPickles, ())
+
+
+def uses(x: int, *, thing: object) -> int:
+    return x
+
+
+def private_mb() -> float:
+    fields = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    return (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024
+
+
+def inspect_array(i: int, arr: Any) -> tuple[float, float, bool]:
+    """The array's sum, this worker's private memory in MB, and whether it is writeable."""
+    return float(arr.sum()), private_mb(), bool(arr.flags.writeable)
+
+
+def inspect_array_then_fail(i: int, arr: Any) -> float:
+    if i == 3:
+        raise CustomError("fails after reading the array")
+    return float(arr[i])
+
+
+def inspect_array_then_crash(i: int, arr: Any) -> float:
+    if i == 3:
+        os._exit(9)
+    return float(arr[i])

@@ -32,12 +32,15 @@ from . import _pools
 from ._chunk import RunSpec, call_chunk
 from ._errors import SerializationError
 from ._serialize import PROTOCOL, describe
+from ._shm import Inbound
 from ._traceback import capture
 
-__all__ = ["SETUP", "TASK", "WHOLE_CHUNK", "worker_main"]
+__all__ = ["SETUP", "TASK", "TASK_SHM", "WHOLE_CHUNK", "worker_main"]
 
 TASK: Final = 0
 SETUP: Final = 1
+#: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
+TASK_SHM: Final = 2
 #: The key under which an error stands for every item of the chunk.
 WHOLE_CHUNK: Final = -1
 
@@ -56,10 +59,10 @@ def _limit_blas_threads(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
-def _load_spec(message: tuple[Any, ...], state: dict[str, Any]) -> RunSpec:
-    _, fn_blob, rest_blob = message
+def _load_spec(message: tuple[Any, ...], state: dict[str, Any], inbound: Inbound) -> RunSpec:
+    _, fn_blob, rest_blob, descriptors = message
     fn = pickle.loads(fn_blob)
-    mode, kwargs, fail_fast, retries, retry_on, timeout = pickle.loads(rest_blob)
+    mode, kwargs, fail_fast, retries, retry_on, timeout = inbound.loads(rest_blob, descriptors)
     plain = getattr(fn, "_fanmap_fn", None) or getattr(fn, "__fanmap_state__", (fn,))[0]
     return RunSpec(plain, fn, mode, {**state, **kwargs}, fail_fast, retries, retry_on, timeout)
 
@@ -98,6 +101,7 @@ def worker_main(
     parent = os.getppid()
     spec: RunSpec | None = None
     spec_error: BaseException | None = None
+    inbound = Inbound()
     idle_since = time.monotonic()
     while True:
         if not tasks.poll(1.0):
@@ -110,13 +114,17 @@ def worker_main(
             return
         try:
             message = pickle.loads(data)
+            if message is not None and message[0] == TASK_SHM:
+                message = inbound.loads(message[2], message[1])
         except Exception as exc:
             message = (TASK, None, exc)
         if message is None:
             return
         if message[0] == SETUP:
+            spec = None
+            inbound.release()  # the last run's segments
             try:
-                spec, spec_error = _load_spec(message, state), None
+                spec, spec_error = _load_spec(message, state, inbound), None
             except Exception as exc:
                 spec, spec_error = None, exc
             continue

@@ -38,8 +38,9 @@ from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options, cpu_count
 from .._errors import SerializationError
 from .._serialize import PROTOCOL, describe, dumps, dumps_function, find_unpicklable
+from .._shm import Outbound
 from .._traceback import rebuild
-from .._worker import SETUP, TASK, WHOLE_CHUNK, worker_main
+from .._worker import SETUP, TASK, TASK_SHM, WHOLE_CHUNK, worker_main
 from . import Unsendable
 
 __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
@@ -148,6 +149,18 @@ class _Worker:
         return code
 
 
+def _unpicklable_keyword(kwargs: dict[str, Any]) -> SerializationError:
+    for key, value in kwargs.items():
+        try:
+            dumps(value)
+        except Exception as exc:
+            return SerializationError(
+                f"cannot pickle keyword argument {key}= given to the map "
+                f'({describe(value)}: {exc}); pass plain data or use backend="thread"'
+            )
+    return SerializationError("cannot pickle the keyword arguments given to the map")  # pragma: no cover
+
+
 class ProcessPool:
     """Worker processes started with one start method, restarted as needed."""
 
@@ -162,6 +175,7 @@ class ProcessPool:
         self._timeout: float | None = None
         self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
         self._backlog: list[Event] = []
+        self._outbound = Outbound()
         self._closed = False
 
     @property
@@ -178,17 +192,16 @@ class ProcessPool:
             raise SerializationError(
                 f"cannot pickle the function {name} ({describe(spec.fn)}: {exc}); "
                 f'define it at module level, or use backend="thread"'
-            ) from exc
-        for key, value in spec.kwargs.items():
+            ) from None
+        run = (spec.mode, spec.kwargs, spec.fail_fast, spec.retries, spec.retry_on, spec.timeout)
+        try:
+            rest, descriptors = self._outbound.dumps(run)
+        except Exception:
             try:
-                dumps(value)
-            except Exception as exc:
-                raise SerializationError(
-                    f"cannot pickle keyword argument {key}= given to the map "
-                    f'({describe(value)}: {exc}); pass plain data or use backend="thread"'
-                ) from exc
-        rest = dumps((spec.mode, spec.kwargs, spec.fail_fast, spec.retries, spec.retry_on, spec.timeout))
-        self._setup = pickle.dumps((SETUP, fn_blob, rest), PROTOCOL)
+                rest, descriptors = dumps(run), []
+            except Exception:
+                raise _unpicklable_keyword(spec.kwargs) from None
+        self._setup = pickle.dumps((SETUP, fn_blob, rest, descriptors), PROTOCOL)
         self._timeout = spec.timeout
         for i, worker in enumerate(self._slots):
             if worker is None or not worker.process.is_alive() or worker.retiring:
@@ -214,7 +227,8 @@ class ProcessPool:
 
     def submit(self, chunk: Chunk) -> None:
         try:
-            payload = pickle.dumps((TASK, chunk.start, chunk.items), PROTOCOL)
+            data, descriptors = self._outbound.dumps((TASK, chunk.start, chunk.items))
+            payload = data if not descriptors else pickle.dumps((TASK_SHM, descriptors, data), PROTOCOL)
         except Exception:
             payload = self._encode_slowly(chunk)
         worker = self._pick(len(payload))
@@ -364,6 +378,7 @@ class ProcessPool:
     def end(self, *, abort: bool) -> None:
         self._held.clear()
         self._backlog = []
+        self._outbound.release()
         for i, w in enumerate(self._slots):
             if w is not None and w.chunks:
                 w.kill()
@@ -374,6 +389,7 @@ class ProcessPool:
             return
         self._closed = True
         self._held.clear()
+        self._outbound.release()
         workers = [w for w in self._slots if w is not None]
         self._slots = [None] * self.workers
         stop = pickle.dumps(None)
