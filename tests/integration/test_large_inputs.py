@@ -31,13 +31,15 @@ def test_map_keywords_are_pickled_once_per_map_not_per_call() -> None:
     assert funcs.CountsPickles.pickled - before == 1
 
 
-def test_a_big_array_reaches_workers_without_a_copy(start_method: Any) -> None:
-    big = np.ones(12_500_000)  # 100 MB
+def test_a_200_mb_array_given_to_16_calls_is_not_copied(start_method: Any) -> None:
+    big = np.ones(25_000_000)  # 200 MB
     pf = parallel(funcs.inspect_array, workers=2, start_method=start_method)
     for out in (pf.map(range(16), arr=big), pf.map(range(16), [big] * 16)):
-        assert [o[0] for o in out] == [12_500_000.0] * 16
+        assert [o[0] for o in out] == [25_000_000.0] * 16
         assert not any(o[2] for o in out), "workers got a writeable copy, not the shared view"
-        assert max(o[1] for o in out) < 60, "a worker holds a private copy of the 100 MB array"
+        # Each worker's private memory (what a copy would land in) stays far below one
+        # copy; pickling the array into every call would cost 16 copies.
+        assert max(o[1] for o in out) < 100, "a worker holds a private copy of the array"
     assert fanmap_segments() == []
 
 
