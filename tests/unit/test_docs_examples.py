@@ -30,3 +30,31 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
 
 def test_some_pages_have_runnable_examples() -> None:
     assert sum(1 for p in PAGES if runnable(p)) >= 5
+
+
+def test_page_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    """The documented examples type-check as they stand, as users will copy them."""
+    pages = [p for p in PAGES if runnable(p)]
+    for i, page in enumerate(pages):
+        (tmp_path / f"example_{i}.py").write_text(runnable(page))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--ignore-missing-imports",
+            "--no-incremental",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    names = {f"example_{i}.py": str(p.relative_to(ROOT)) for i, p in enumerate(pages)}
+    report = proc.stdout
+    for file, page in names.items():
+        report = report.replace(file, page)
+    assert proc.returncode == 0, report
