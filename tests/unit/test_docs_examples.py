@@ -55,6 +55,6 @@ def test_page_examples_pass_mypy_strict(tmp_path: Path) -> None:
     )
     names = {f"example_{i}.py": str(p.relative_to(ROOT)) for i, p in enumerate(pages)}
     report = proc.stdout
-    for file, page in names.items():
-        report = report.replace(file, page)
+    for file, source in names.items():
+        report = report.replace(file, source)
     assert proc.returncode == 0, report
