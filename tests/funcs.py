@@ -253,3 +253,32 @@ def inspect_array_then_crash(i: int, arr: Any) -> float:
     if i == 3:
         os._exit(9)
     return float(arr[i])
+
+
+# -- logging --------------------------------------------------------------------------
+
+import logging  # noqa: E402
+
+app_log = logging.getLogger("fanmap.tests.app")
+
+
+def log_steps(x: int, steps: int = 3) -> int:
+    for step in range(steps):
+        app_log.info("item %d step %d", x, step)
+    app_log.debug("item %d debug", x)
+    return x
+
+
+def log_then_exit(x: int) -> int:
+    app_log.warning("item %d says goodbye", x)
+    if x == 2:
+        os._exit(4)
+    return x
+
+
+def log_exception(x: int) -> int:
+    try:
+        raise KeyError(x)
+    except KeyError:
+        app_log.exception("item %d failed inside", x)
+    return x

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.managers
@@ -508,6 +509,7 @@ _ = queue  # queue.Empty is what Queue.get raises; named in its docstring
 
 Shared = Value[Any] | Array[Any] | Dict[Any, Any] | List[Any] | Queue[Any]
 _SHARED_TYPES: Final = (Value, Array, Dict, List, Queue)
+_state_keys = itertools.count()
 
 
 class SharedState:
@@ -525,8 +527,12 @@ class SharedState:
 
     def __init__(self, objects: dict[str, Any]) -> None:
         self._objects = dict(objects)
+        #: Unique for the life of the process (an id() could be reused after collection).
+        self.key = next(_state_keys)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
         try:
             return self.__dict__["_objects"][name]
         except KeyError:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import multiprocessing
 import os
 import pickle
@@ -40,7 +41,7 @@ from .._errors import SerializationError
 from .._serialize import PROTOCOL, describe, dumps, dumps_function, find_unpicklable
 from .._shm import Outbound
 from .._traceback import rebuild
-from .._worker import SETUP, TASK, TASK_SHM, WHOLE_CHUNK, worker_main
+from .._worker import LOG, SETUP, TASK, TASK_SHM, WHOLE_CHUNK, worker_main
 from . import Unsendable
 
 __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
@@ -58,6 +59,21 @@ def _grow_pipe(conn: Connection) -> int:
         return int(fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE))
     except (ImportError, AttributeError, OSError):  # pragma: no cover - not Linux
         return 1 << 16
+
+
+def _log_levels() -> dict[str, int]:
+    """The caller's logging levels, for workers to create the same records."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def _log(attributes: dict[str, Any]) -> None:
+    """Hand a worker's log record to the caller's own handlers, as if logged here."""
+    record = logging.makeLogRecord(attributes)
+    logging.getLogger(record.name if record.name != "root" else None).handle(record)
 
 
 def _death(exitcode: int | None) -> str:
@@ -201,7 +217,7 @@ class ProcessPool:
                 rest, descriptors = dumps(run), []
             except Exception:
                 raise _unpicklable_keyword(spec.kwargs) from None
-        self._setup = pickle.dumps((SETUP, fn_blob, rest, descriptors), PROTOCOL)
+        self._setup = pickle.dumps((SETUP, fn_blob, rest, descriptors, _log_levels()), PROTOCOL)
         self._timeout = spec.timeout
         for i, worker in enumerate(self._slots):
             if worker is None or not worker.process.is_alive() or worker.retiring:
@@ -309,7 +325,9 @@ class ProcessPool:
         ready = set(wait(handles, timeout))
         for w in busy:
             if w.replies in ready:
-                self._receive(w, events)
+                # Everything it has sent: log records come before their chunk's reply.
+                while self._receive(w, events) and self._slots[w.index] is w and w.replies.poll(0):
+                    pass
         for w in busy:
             if self._slots[w.index] is w and w.sentinel in ready:
                 self._lost(w, events, None)
@@ -321,12 +339,17 @@ class ProcessPool:
         self._dispatch_held()
         return events
 
-    def _receive(self, worker: _Worker, events: list[Event]) -> None:
+    def _receive(self, worker: _Worker, events: list[Event]) -> bool:
+        """Read one message of a worker; return False if the pipe is closed."""
         try:
             data = worker.replies.recv_bytes()
         except (EOFError, OSError):
-            return  # died mid-reply: its sentinel tells the rest
-        results, captured, elapsed = pickle.loads(data)
+            return False  # died mid-reply: its sentinel tells the rest
+        message = pickle.loads(data)
+        if message[0] == LOG:
+            _log(message[1])
+            return True
+        results, captured, elapsed = message
         chunk = worker.chunks.popleft()
         worker.started = time.monotonic()
         errors = None
@@ -341,14 +364,13 @@ class ProcessPool:
             worker.send(pickle.dumps(None))
             worker.reap()
             self._slots[worker.index] = self._start(worker.index)
+        return True
 
     def _lost(self, worker: _Worker, events: list[Event], timeout: float | None) -> None:
         """Report a dead (or, with ``timeout``, too slow) worker's chunks; replace it."""
-        while worker.chunks and worker.replies.poll(0):
-            before = len(events)
-            self._receive(worker, events)
-            if len(events) == before:
-                break
+        # What it sent before it died (results, log records) still counts.
+        while worker.replies.poll(0) and self._receive(worker, events):
+            pass
         if timeout is None:
             code = worker.kill()
             reason = f"{worker.label} {_death(code)}"
@@ -412,7 +434,7 @@ class ProcessBackend:
 
     def pool_key(self, options: Options) -> Hashable:
         # Shared objects are handed to workers when they start: a pool of their own.
-        state = id(options.state) if options.state is not None else None
+        state = options.state.key if options.state is not None else None
         return ("process", options.workers, options.start_method, options.max_tasks_per_worker, state)
 
     def open_pool(self, options: Options) -> ProcessPool:
