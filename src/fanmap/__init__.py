@@ -1,6 +1,6 @@
 """fanmap: turn plain functions into parallel maps.
 
-Example:
+Examples:
     >>> from fanmap import parallel
     >>> @parallel(backend="serial")
     ... def square(x: int) -> int:

@@ -101,7 +101,7 @@ class ParallelFunction(Generic[P, R]):
     Made by `parallel`. Calling it runs the plain function in the caller; ``map`` and
     friends fan calls out over a pool of workers kept warm between calls.
 
-    Example:
+    Examples:
         >>> from fanmap import parallel
         >>> @parallel(backend="thread", workers=2)
         ... def square(x: int) -> int:
@@ -200,7 +200,7 @@ class ParallelFunction(Generic[P, R]):
             A new parallel function; it shares warm pools with every other function
             whose pool-level options (backend, workers, start method) are the same.
 
-        Example:
+        Examples:
             >>> from fanmap import parallel
             >>> double = parallel(lambda x: 2 * x)
             >>> double.options(backend="serial", ordered=False).map([1, 2])
@@ -240,7 +240,7 @@ class ParallelFunction(Generic[P, R]):
             Exception: The first exception a call raised (``on_error="raise"``), with
                 the worker's traceback and a note naming the item.
 
-        Example:
+        Examples:
             >>> from fanmap import parallel
             >>> pow_ = parallel(pow, backend="serial")
             >>> pow_.map([2, 3], [5, 2])
@@ -259,7 +259,7 @@ class ParallelFunction(Generic[P, R]):
         Returns:
             The results, as `map` returns them.
 
-        Example:
+        Examples:
             >>> from fanmap import Args, parallel
             >>> pow_ = parallel(pow, backend="serial")
             >>> pow_.starmap([(2, 5), Args(3, 2)])
@@ -306,7 +306,7 @@ class ParallelFunction(Generic[P, R]):
         Yields:
             The results, in input order.
 
-        Example:
+        Examples:
             >>> import itertools
             >>> from fanmap import parallel
             >>> square = parallel(lambda x: x * x, backend="thread", workers=2)
@@ -325,7 +325,7 @@ class ParallelFunction(Generic[P, R]):
         Yields:
             The results, in the order the calls finished.
 
-        Example:
+        Examples:
             >>> from fanmap import parallel
             >>> square = parallel(lambda x: x * x, backend="thread", workers=2)
             >>> sorted(square.imap_unordered(range(4)))
@@ -342,7 +342,7 @@ class ParallelFunction(Generic[P, R]):
         Returns:
             A future that holds the result or the exception.
 
-        Example:
+        Examples:
             >>> from fanmap import parallel
             >>> square = parallel(lambda x: x * x, backend="thread", workers=2)
             >>> square.submit(7).result()
@@ -469,7 +469,7 @@ def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
         TypeError: An unknown option, or a value of the wrong type.
         ValueError: An option value out of range; the message lists the valid ones.
 
-    Example:
+    Examples:
         >>> from fanmap import parallel
         >>> @parallel(backend="serial")
         ... def add(a: int, b: int = 0) -> int:
@@ -525,7 +525,7 @@ def pmap(fn: Callable[..., Any], /, *iterables: Iterable[Any], **options: Any) -
     Returns:
         The results, as `ParallelFunction.map` returns them.
 
-    Example:
+    Examples:
         >>> from fanmap import pmap
         >>> pmap(pow, [2, 3], [5, 2], backend="serial")
         [32, 9]

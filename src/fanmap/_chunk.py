@@ -43,7 +43,7 @@ class Args:
         *args: Positional arguments of the call.
         **kwargs: Keyword arguments of the call.
 
-    Example:
+    Examples:
         >>> from fanmap import Args, parallel
         >>> @parallel(backend="serial")
         ... def greet(name: str, *, punctuation: str = ".") -> str:

@@ -214,7 +214,7 @@ def config(**options: Unpack[OptionsDict]) -> Iterator[None]:
         TypeError: An unknown option name or a value of the wrong type.
         ValueError: An option value out of range.
 
-    Example:
+    Examples:
         >>> import fanmap
         >>> square = fanmap.parallel(lambda x: x * x)
         >>> with fanmap.config(backend="serial"):

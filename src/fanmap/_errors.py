@@ -34,7 +34,7 @@ __all__ = [
 class FanmapError(Exception):
     """Base class of every error fanmap raises on its own account.
 
-    Example:
+    Examples:
         >>> issubclass(TaskTimeoutError, FanmapError)
         True
     """
@@ -48,7 +48,7 @@ class WorkerCrashedError(FanmapError):
     Attributes:
         exitcode: The worker's exit code; negative for a signal (``-9`` is SIGKILL).
 
-    Example:
+    Examples:
         >>> err = WorkerCrashedError("worker 1 (pid 42) was killed by SIGKILL", exitcode=-9)
         >>> err.exitcode
         -9
@@ -65,7 +65,7 @@ class WorkerCrashedError(FanmapError):
 class TaskTimeoutError(FanmapError, TimeoutError):
     """A call ran longer than the ``timeout`` option; its worker was stopped.
 
-    Example:
+    Examples:
         >>> isinstance(TaskTimeoutError("item 3 ran past 1s"), TimeoutError)
         True
     """
@@ -74,7 +74,7 @@ class TaskTimeoutError(FanmapError, TimeoutError):
 class SerializationError(FanmapError):
     """A function, argument, keyword or result could not be pickled or unpickled.
 
-    Example:
+    Examples:
         >>> raise SerializationError("cannot pickle argument 1 of item 0 (a generator)")
         Traceback (most recent call last):
         ...
@@ -92,7 +92,7 @@ class RemoteError(FanmapError):
         type_name: The qualified name of the original exception's type.
         remote_traceback: The original traceback, formatted in the worker.
 
-    Example:
+    Examples:
         >>> err = RemoteError("mod.Odd", "Traceback (most recent call last): ...")
         >>> err.type_name
         'mod.Odd'
@@ -115,7 +115,7 @@ class RemoteError(FanmapError):
 class BackendUnavailableError(FanmapError, ImportError):
     """A backend needs a package that is not installed; the message names the extra.
 
-    Example:
+    Examples:
         >>> isinstance(BackendUnavailableError("pip install 'fanmap[dask]'"), ImportError)
         True
     """
@@ -124,7 +124,7 @@ class BackendUnavailableError(FanmapError, ImportError):
 class SharedStateError(FanmapError):
     """Shared state was misused: an unknown parameter name, or a backend that cannot share.
 
-    Example:
+    Examples:
         >>> issubclass(SharedStateError, FanmapError)
         True
     """
@@ -141,7 +141,7 @@ class Failure:
         args: The positional arguments of the call.
         kwargs: The keyword arguments of the call, except those given to the whole map.
 
-    Example:
+    Examples:
         >>> from fanmap import parallel
         >>> @parallel(backend="serial", on_error="return")
         ... def inverse(x: float) -> float:

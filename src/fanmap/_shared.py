@@ -96,7 +96,7 @@ class Value(_Locked, Generic[N]):
             for floats.
         initial: The starting value.
 
-    Example:
+    Examples:
         >>> from fanmap import Value, parallel, shared_state
         >>> @parallel(workers=2)
         ... @shared_state(seen=Value("i", 0))
@@ -180,7 +180,7 @@ class Array(_Locked, Generic[N]):
         typecode: A ``ctypes`` type code, as for `Value`.
         size_or_items: The length (filled with zeros) or the initial items.
 
-    Example:
+    Examples:
         >>> from fanmap import Array, parallel, shared_state
         >>> @parallel(workers=2)
         ... @shared_state(hist=Array("i", 3))
@@ -338,7 +338,7 @@ class Dict(_Proxied, MutableMapping[K, V]):
 
     Single operations are atomic; use ``with d.lock:`` for read-modify-write.
 
-    Example:
+    Examples:
         >>> from fanmap import Dict, parallel, shared_state
         >>> @parallel(workers=2)
         ... @shared_state(lengths=Dict())
@@ -390,7 +390,7 @@ class Dict(_Proxied, MutableMapping[K, V]):
 class List(_Proxied, MutableSequence[T]):
     """A list every worker reads and appends to (a Manager proxy).
 
-    Example:
+    Examples:
         >>> from fanmap import List, parallel, shared_state
         >>> @parallel(workers=2)
         ... @shared_state(log=List())
@@ -454,7 +454,7 @@ class List(_Proxied, MutableSequence[T]):
 class Queue(_Proxied, Generic[T]):
     """A queue between the caller and the workers (a Manager proxy).
 
-    Example:
+    Examples:
         >>> from fanmap import Queue, parallel, shared_state
         >>> @parallel(workers=2)
         ... @shared_state(out=Queue())
@@ -515,7 +515,7 @@ _state_keys = itertools.count()
 class SharedState:
     """The shared objects of a function, by name: ``fn.state.hits``.
 
-    Example:
+    Examples:
         >>> from fanmap import Value, shared_state
         >>> @shared_state(total=Value("d", 0.0))
         ... def add(x: float, *, total: Value[float]) -> None:
@@ -595,7 +595,7 @@ def shared_state(**objects: Any) -> Callable[[T], T]:
         TypeError: Something other than a shared object was given.
         SharedStateError: The function has no parameter of that name.
 
-    Example:
+    Examples:
         >>> from fanmap import Value, parallel, shared_state
         >>> @parallel(workers=2)
         ... @shared_state(calls=Value("i", 0))
