@@ -158,11 +158,11 @@ class _Peak:
         self._thread.join()
 
 
-def _big_run(contender: str) -> dict[str, float]:
+def _big_run(contender: str, size: int = SIZE) -> dict[str, float]:
     import numpy as np
 
-    big = np.ones(SIZE)
-    expected = float(SIZE)
+    big = np.ones(size)
+    expected = float(size)
     baseline = sum(_pss_kb(p) for p in _tree(os.getpid()))
     with _Peak() as peak:
         began = time.perf_counter()
@@ -194,9 +194,10 @@ def main() -> None:
     parser.add_argument("--increments", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big", metavar="CONTENDER", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=SIZE, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.big:
-        print(json.dumps(_big_run(args.big)))
+        print(json.dumps(_big_run(args.big, args.size)))
         return
 
     n = args.increments

@@ -61,21 +61,18 @@ def _without_our_frames(error: BaseException) -> BaseException:
     return error.with_traceback(tb)
 
 
-def _ordered_map(blocks: Iterator[tuple[int, list[Any]]], total: int) -> list[Any]:
+def _ordered_map(blocks: Iterator[tuple[int, list[Any]]], total: int, skips: bool) -> list[Any]:
     out: list[Any] = [None] * total
-    skipped = False
     for start, values in blocks:
         out[start : start + len(values)] = values
-        if not skipped and SKIPPED in values:
-            skipped = True
-    return [v for v in out if v is not SKIPPED] if skipped else out
+    return [v for v in out if v is not SKIPPED] if skips else out
 
 
-def _unordered_map(blocks: Iterator[tuple[int, list[Any]]]) -> list[Any]:
+def _unordered_map(blocks: Iterator[tuple[int, list[Any]]], skips: bool) -> list[Any]:
     out: list[Any] = []
     for _, values in blocks:
         out.extend(values)
-    return [v for v in out if v is not SKIPPED] if SKIPPED in out else out
+    return [v for v in out if v is not SKIPPED] if skips else out
 
 
 def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
@@ -275,10 +272,11 @@ class ParallelFunction(Generic[P, R]):
             source = Source(list(items))  # map is eager: knowing the length chunks better
         blocks = self._run(mode, source, kwargs, options, None)
         try:
+            skips = options.on_error == "skip"  # only then can a SKIPPED be among the values
             if options.ordered:
                 assert source.total is not None
-                return _ordered_map(blocks, source.total)
-            return _unordered_map(blocks)
+                return _ordered_map(blocks, source.total, skips)
+            return _unordered_map(blocks, skips)
         except Exception as exc:
             error = exc
         # Raised outside the handler, so that its chain stays the one made in the worker.

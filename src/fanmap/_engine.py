@@ -38,8 +38,11 @@ __all__ = ["SKIPPED", "Source", "execute"]
 _TARGET: Final = 0.01  # seconds of work per chunk for fast calls
 _SLOW: Final = 0.002  # calls slower than this go one per chunk
 _PREFETCH_BELOW: Final = 0.005  # queue a second chunk per worker below this chunk time
-_GROWTH: Final = 16
+_GROWTH: Final = 64
+_FADE: Final = 0.7  # weight kept by earlier measurements at each new one
+_FLOOR: Final = 0.002  # seconds of work below which a chunk is not shrunk further
 _SHARE: Final = 2  # a chunk holds at most 1 / (_SHARE * workers) of what is left
+_ENDGAME: Final = 4  # within this many chunks per worker of the end, queue nothing
 _LIVE_POLL: Final = 0.005  # how often a live source is checked while work is in flight
 
 
@@ -118,13 +121,18 @@ class _Sizer:
         self.workers = workers
         self.total = total
         self.per_item: float | None = None
+        self._elapsed = 0.0
+        self._items = 0.0
         self.last = 1
 
     def measure(self, items: int, elapsed: float) -> None:
+        # Time per call, weighted by items: a big chunk's measure outweighs a small one's
+        # (whose fixed costs inflate it); older chunks fade so that a change is followed.
         if items <= 0:
             return
-        sample = elapsed / items
-        self.per_item = sample if self.per_item is None else 0.5 * self.per_item + 0.5 * sample
+        self._elapsed = _FADE * self._elapsed + elapsed
+        self._items = _FADE * self._items + items
+        self.per_item = self._elapsed / self._items
 
     def size(self, position: int, limit: int | None) -> int:
         if self.fixed is not None:
@@ -132,19 +140,28 @@ class _Sizer:
         elif self.per_item is None or self.per_item >= _SLOW:
             size = 1
         else:
-            size = min(max(1, int(_TARGET / max(self.per_item, 1e-9))), self.last * _GROWTH)
+            size = min(max(1, round(_TARGET / max(self.per_item, 1e-9))), self.last * _GROWTH)
             if self.total is not None:
+                # Shrink toward the end so that workers finish together, but not below
+                # _FLOOR seconds of work: tinier chunks cost more in round trips than
+                # they save in balance.
                 share = math.ceil((self.total - position) / (_SHARE * self.workers))
-                size = max(1, min(size, share))
+                floor = round(_FLOOR / max(self.per_item, 1e-9))
+                size = max(1, min(size, max(share, floor)))
         if limit is not None:
             size = min(size, limit)
         self.last = size
         return size
 
-    def depth(self) -> int:
-        if self.per_item is None or self.per_item * self.last >= _PREFETCH_BELOW:
+    def depth(self, position: int) -> int:
+        """Chunks per worker: one running, and one queued behind it while that helps."""
+        if self.per_item is None:
             return 1
-        return 2
+        if self.per_item * self.last < _PREFETCH_BELOW:
+            return 2  # short chunks: never let a worker wait for the caller
+        if self.total is not None and self.total - position > _ENDGAME * self.workers * self.last:
+            return 2  # long chunks, far from the end: a queued chunk delays nobody
+        return 1  # near the end (or no end in sight): give work only to a free worker
 
 
 def _describe_call(spec: RunSpec, item: Any) -> str:
@@ -310,7 +327,7 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
         while True:
             ready: list[tuple[int, list[Any]]] = []
             # Fill the pool, retries first, while it has room and the window allows.
-            while pool.room(sizer.depth()) > 0:
+            while pool.room(sizer.depth(position)) > 0:
                 if run.window is not None and run.in_flight + len(orderer.pending) >= run.window:
                     break
                 if run.retry:

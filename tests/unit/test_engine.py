@@ -17,31 +17,41 @@ def test_fast_calls_are_batched_and_growth_is_gradual() -> None:
     sizer = _Sizer(resolve({"workers": 2}), 2, None)
     sizer.size(0, None)
     sizer.measure(1, 1e-7)
-    sizes = [sizer.size(0, None) for _ in range(5)]
-    assert sizes == [16, 256, 4096, 65536, 100_000]
+    sizes = [sizer.size(0, None) for _ in range(4)]
+    assert sizes == [64, 4096, 100_000, 100_000]  # 64-fold steps up to 10 ms of work
 
 
 def test_chunks_shrink_toward_the_end_of_known_input() -> None:
-    sizer = _Sizer(resolve({"workers": 2}), 2, 10_000)
-    sizer.measure(1000, 1e-5)
-    sizer.last = 10_000
-    assert sizer.size(0, None) == 2500
-    assert sizer.size(9_990, None) == 3
-    assert sizer.size(9_999, None) == 1
+    sizer = _Sizer(resolve({"workers": 2}), 2, 100_000)
+    sizer.measure(1000, 0.01)  # 10 us a call
+    sizer.last = 100_000
+    assert sizer.size(0, None) == 1000  # 10 ms of work
+    assert sizer.size(96_000, None) == 1000
+    assert sizer.size(99_000, None) == 250  # a quarter of what is left per worker...
+    assert sizer.size(99_900, None) == 200  # ...but never under 2 ms of work
 
 
-def test_slow_calls_go_one_by_one_without_prefetch() -> None:
+def test_slow_calls_go_one_by_one_and_are_queued_only_far_from_the_end() -> None:
     sizer = _Sizer(resolve({"workers": 2}), 2, 100)
     sizer.measure(1, 0.05)
     assert sizer.size(0, None) == 1
-    assert sizer.depth() == 1
+    assert sizer.depth(0) == 2  # 100 left: a queued call delays nobody
+    assert sizer.depth(95) == 1  # 5 left: only a free worker gets one
+    assert _Sizer(resolve({}), 2, None).depth(0) == 1  # nothing measured yet
+
+
+def test_unknown_length_slow_calls_are_not_queued() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, None)
+    sizer.measure(1, 0.05)
+    sizer.size(0, None)
+    assert sizer.depth(0) == 1
 
 
 def test_fast_chunks_are_prefetched() -> None:
     sizer = _Sizer(resolve({"workers": 2}), 2, None)
     sizer.measure(100, 1e-5)
     sizer.size(0, None)
-    assert sizer.depth() == 2
+    assert sizer.depth(0) == 2
 
 
 def test_fixed_chunksize_timeout_and_limit() -> None:

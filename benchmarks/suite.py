@@ -1,0 +1,524 @@
+"""fanmap beside its peers: every scenario, one command.
+
+Run: .venv/bin/python -m benchmarks.suite [--quick] [--only SCENARIO ...]
+
+Scenarios (2 workers, fork unless said otherwise): startup, overhead, cpu, skew, error,
+bigdata, stream. Contenders run in this process tree on the same inputs; each
+measurement is repeated with the contenders interleaved (the order rotates every
+round) and the median is reported. Prints a markdown table per scenario with ratios,
+writes every sample with the machine and package versions to
+benchmarks/results/latest.json and the tables and a plot to docs/benchmarks.md and
+docs/benchmarks.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import peers, workloads
+from benchmarks._common import machine, median, table, versions
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 2
+PACKAGES = ("fanmap", "joblib", "loky", "mpire", "pebble", "numpy", "tblib", "cloudpickle")
+
+
+class Suite:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.repeats = 2 if quick else 3
+        self.samples: dict[str, dict[str, Any]] = {}
+        self.tables: dict[str, str] = {}
+        self.summary: dict[str, dict[str, float]] = {}
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def rounds(
+        self, contenders: list[peers.Contender], run: Callable[[peers.Contender], float]
+    ) -> dict[str, list[float]]:
+        """Run ``run`` for every contender, ``repeats`` rounds, rotating the order."""
+        out: dict[str, list[float]] = {c.name: [] for c in contenders}
+        for r in range(self.repeats):
+            shift = r % len(contenders)
+            for c in contenders[shift:] + contenders[:shift]:
+                gc.collect()
+                out[c.name].append(run(c))
+        return out
+
+    def report(
+        self, name: str, headers: list[str], rows: list[list[Any]], samples: Any, note: str = ""
+    ) -> None:
+        text = table(headers, rows)
+        self.tables[name] = (note + "\n\n" if note else "") + text
+        self.samples[name] = samples
+        print(f"\n### {name}\n\n{note}\n\n{text}\n", flush=True)
+
+    # -- scenarios -------------------------------------------------------------------
+
+    def startup(self) -> None:
+        rows = []
+        samples: dict[str, Any] = {}
+        kinds = [
+            peers.FanmapLazy,
+            peers.PoolMap,
+            peers.Executor,
+            peers.Loky,
+            peers.Joblib,
+            peers.Mpire,
+            peers.Pebble,
+        ]
+        for method in ("fork", "spawn"):
+            contenders = peers.contenders(kinds, WORKERS, method)
+            fresh: dict[str, list[float]] = {c.name: [] for c in contenders}
+            warm: dict[str, list[float]] = {c.name: [] for c in contenders}
+
+            def run(
+                c: peers.Contender, fresh: dict[str, list[float]] = fresh, warm: dict[str, list[float]] = warm
+            ) -> float:
+                began = time.perf_counter()
+                c.open()
+                c.map(workloads.double, [1])
+                fresh[c.name].append(time.perf_counter() - began)
+                times = []
+                for _ in range(20):
+                    began = time.perf_counter()
+                    c.map(workloads.double, [1])
+                    times.append(time.perf_counter() - began)
+                warm[c.name].append(median(times))
+                c.close()
+                return 0.0
+
+            self.rounds(contenders, run)
+            for c in contenders:
+                if method == "spawn" and c.name in ("loky", "joblib"):
+                    continue  # they always start their own way (loky): shown once
+                rows.append(
+                    [
+                        c.name,
+                        method,
+                        f"{median(fresh[c.name]) * 1000:.1f}",
+                        f"{median(warm[c.name]) * 1000:.2f}",
+                    ]
+                )
+            samples[method] = {"fresh": fresh, "warm": warm}
+            self.summary[f"startup-{method}"] = {n: median(v) for n, v in fresh.items()}
+            self.summary[f"warm-{method}"] = {n: median(v) for n, v in warm.items()}
+        self.report(
+            "startup",
+            ["contender", "start method", "first result, fresh pool (ms)", "first result, warm pool (ms)"],
+            rows,
+            samples,
+            "A 1-item map on a new pool (including starting it), and the median of 20 more on the warm pool. "
+            "loky and joblib start workers their own way (loky's), whatever the method.",
+        )
+
+    def overhead(self) -> None:
+        n = 50_000 if self.quick else 200_000
+        items = list(range(n))
+        kinds = [
+            peers.Fanmap,
+            peers.PoolMap,
+            peers.PoolImapUnordered,
+            peers.ExecutorTuned,
+            peers.Loky,
+            peers.Mpire,
+            peers.Pebble,
+            peers.Joblib,
+        ]
+        contenders = peers.contenders(kinds, WORKERS)
+        expected = sorted(x * 2 for x in items)
+
+        cold = self.rounds(contenders, lambda c: _timed_open_map(c, workloads.double, items, expected))
+        for c in contenders:
+            c.open()
+            c.map(workloads.double, items[:1000])
+        warm = self.rounds(contenders, lambda c: _timed_map(c, workloads.double, items, expected))
+        for c in contenders:
+            c.close()
+        best_warm = max(n / median(v) for k, v in warm.items() if k != "fanmap")
+        best_cold = max(n / median(v) for k, v in cold.items() if k != "fanmap")
+        rows = []
+        for c in contenders:
+            w, s = n / median(warm[c.name]), n / median(cold[c.name])
+            rows.append(
+                [
+                    c.name,
+                    f"{w / 1e6:.2f} M",
+                    f"{w / best_warm:.2f}x",
+                    f"{s / 1e6:.2f} M",
+                    f"{s / best_cold:.2f}x",
+                ]
+            )
+        self.summary["overhead-warm"] = {k: n / median(v) for k, v in warm.items()}
+        self.summary["overhead-cold"] = {k: n / median(v) for k, v in cold.items()}
+        self.report(
+            "overhead",
+            ["contender", "calls/s warm", "vs best peer", "calls/s incl. start", "vs best peer"],
+            rows,
+            {"warm": warm, "cold": cold, "items": n},
+            f"{n:,} calls of `x * 2` on a list.",
+        )
+
+    def cpu(self) -> None:
+        count = 100 if self.quick else 400
+        iterations = _calibrate(0.005)
+        items = [iterations] * count
+        kinds = [
+            peers.Fanmap,
+            peers.PoolMap,
+            peers.ExecutorTuned,
+            peers.Loky,
+            peers.Mpire,
+            peers.Pebble,
+            peers.Joblib,
+        ]
+        contenders = peers.contenders(kinds, WORKERS)
+        for c in contenders:
+            c.open()
+            c.map(workloads.cpu_work, items[:4])
+        serial = [_timed(lambda: [workloads.cpu_work(x) for x in items]) for _ in range(self.repeats)]
+        fork = [_bare_fork(items) for _ in range(self.repeats)]
+        times = self.rounds(contenders, lambda c: _timed(lambda: c.map(workloads.cpu_work, items)))
+        for c in contenders:
+            c.close()
+        s, f = median(serial), median(fork)
+        rows = [
+            ["serial loop", f"{s:.3f} s", "1.00x", f"{f / s:.2f}"],
+            ["bare os.fork split", f"{f:.3f} s", f"{s / f:.2f}x", "1.00"],
+        ]
+        for c in contenders:
+            t = median(times[c.name])
+            rows.append([c.name, f"{t:.3f} s", f"{s / t:.2f}x", f"{f / t:.2f}"])
+        self.summary["cpu"] = {k: f / median(v) for k, v in times.items()}
+        self.report(
+            "cpu",
+            ["contender", "time", "speedup vs serial", "vs bare fork split"],
+            rows,
+            {"serial": serial, "fork": fork, "times": times, "calls": count, "iterations": iterations},
+            f"{count} calls of about 5 ms of pure-Python work.",
+        )
+
+    def skew(self) -> None:
+        count = 200
+        rng = random.Random(20261122)
+        raw = [rng.paretovariate(1.3) for _ in range(count)]
+        total = 1.0 if self.quick else 2.0
+        durations = [d * total * WORKERS / sum(raw) for d in raw]  # sum/workers = total
+        bound = max(sum(durations) / WORKERS, max(durations))
+        kinds = [
+            peers.Fanmap,
+            peers.PoolMap,
+            peers.PoolImapUnordered,
+            peers.Executor,
+            peers.ExecutorTuned,
+            peers.Loky,
+            peers.Mpire,
+            peers.Pebble,
+            peers.Joblib,
+        ]
+        contenders = peers.contenders(kinds, WORKERS)
+        for c in contenders:
+            c.open()
+            c.map(workloads.nap, [0.0] * 4)
+        rows = []
+        samples = {}
+        for label, order in (("as drawn", durations), ("ascending", sorted(durations))):
+            times = self.rounds(contenders, functools.partial(_timed_nap, order))
+            samples[label] = times
+            self.summary[f"skew-{label}"] = {k: median(v) / bound for k, v in times.items()}
+            for c in contenders:
+                rows.append(
+                    [c.name, label, f"{median(times[c.name]):.3f} s", f"{median(times[c.name]) / bound:.3f}"]
+                )
+        for c in contenders:
+            c.close()
+        self.report(
+            "skew",
+            ["contender", "order", "makespan", "makespan / lower bound"],
+            rows,
+            {"durations": durations, "bound": bound, **samples},
+            f"{count} calls with heavy-tailed (Pareto) durations, sum {sum(durations):.2f} s, longest "
+            f"{max(durations):.3f} s; lower bound max(sum / workers, longest) = {bound:.3f} s.",
+        )
+
+    def error(self) -> None:
+        items = list(range(1000))
+        kinds = [
+            peers.Fanmap,
+            peers.PoolMap,
+            peers.ExecutorTuned,
+            peers.Loky,
+            peers.Mpire,
+            peers.Pebble,
+            peers.Joblib,
+        ]
+        contenders = peers.contenders(kinds, WORKERS)
+        for c in contenders:
+            c.open()
+            c.map(workloads.fail_at, [0, 1])
+
+        def until_raised(run: Callable[[], Any]) -> float:
+            began = time.perf_counter()
+            try:
+                run()
+            except Exception:
+                return time.perf_counter() - began
+            raise AssertionError("no exception")
+
+        serial = [until_raised(lambda: [workloads.fail_at(i) for i in items]) for _ in range(self.repeats)]
+        times = self.rounds(contenders, lambda c: until_raised(lambda: c.map(workloads.fail_at, items)))
+        for c in contenders:
+            c.close()
+        s = median(serial)
+        rows = [["serial loop", f"{s * 1000:.0f} ms", "1.00"]]
+        for c in contenders:
+            t = median(times[c.name])
+            rows.append([c.name, f"{t * 1000:.0f} ms", f"{t / s:.2f}"])
+        self.summary["error"] = {k: median(v) / s for k, v in times.items()}
+        self.report(
+            "error",
+            ["contender", "exception seen after", "vs serial loop reaching the call"],
+            rows,
+            {"serial": serial, "times": times},
+            "1,000 calls of about 1 ms; call 100 raises.",
+        )
+
+    def bigdata(self) -> None:
+        size = 3_125_000 if self.quick else 25_000_000
+        rows = []
+        samples: dict[str, list[dict[str, float]]] = {}
+        for name in ("fanmap", "joblib", "mpire", "multiprocessing.Pool"):
+            runs = []
+            for _ in range(self.repeats):
+                proc = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.shared", "--big", name, "--size", str(size)],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                    cwd=ROOT,
+                )
+                runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            samples[name] = runs
+        best_t = min(median([r["seconds"] for r in v]) for k, v in samples.items() if k != "fanmap")
+        for name, runs in samples.items():
+            t = median([r["seconds"] for r in runs])
+            rows.append(
+                [name, f"{t:.2f} s", f"{best_t / t:.2f}x", f"{median([r['extra_mb'] for r in runs]):.0f} MB"]
+            )
+        self.summary["bigdata"] = {k: median([r["seconds"] for r in v]) for k, v in samples.items()}
+        self.report(
+            "bigdata",
+            [
+                "contender",
+                "wall time",
+                "speed vs best peer",
+                "peak memory above the caller's (PSS, all processes)",
+            ],
+            rows,
+            samples,
+            f"16 calls each given the same {size * 8 // 1_000_000} MB NumPy array "
+            "(each contender in a fresh interpreter).",
+        )
+
+    def stream(self) -> None:
+        total = 100_000 if self.quick else 1_000_000
+        rows = []
+        samples = {}
+        from fanmap import _pools, parallel
+
+        def fanmap_stream() -> list[float]:
+            pf = parallel(workloads.double, workers=WORKERS)
+            return _rss_along(pf.imap(itertools.count()), total)
+
+        def pool_stream() -> list[float]:
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+                return _rss_along(pool.imap(workloads.double, itertools.count(), chunksize=1000), total)
+
+        for name, run in (("fanmap imap", fanmap_stream), ("Pool.imap", pool_stream)):
+            marks = run()
+            samples[name] = marks
+            rows.append(
+                [name, f"{marks[0]:.0f} MB", f"{marks[-1]:.0f} MB", f"{marks[-1] - marks[0]:+.0f} MB"]
+            )
+        _pools.shutdown()
+        self.summary["stream"] = {k: v[-1] - v[0] for k, v in samples.items()}
+        self.report(
+            "stream",
+            ["contender", f"caller RSS after {total // 10:,} results", f"after {total:,}", "growth"],
+            rows,
+            samples,
+            "`imap` over an endless generator (`itertools.count()`), stopped after "
+            f"{total:,} results of `x * 2`.",
+        )
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    began = time.perf_counter()
+    fn()
+    return time.perf_counter() - began
+
+
+def _timed_nap(durations: list[float], c: peers.Contender) -> float:
+    return _timed(lambda: c.map(workloads.nap, durations))
+
+
+def _timed_map(c: peers.Contender, fn: Callable[..., Any], items: list[Any], expected: list[Any]) -> float:
+    began = time.perf_counter()
+    out = c.map(fn, items)
+    took = time.perf_counter() - began
+    assert sorted(out) == expected
+    return took
+
+
+def _timed_open_map(
+    c: peers.Contender, fn: Callable[..., Any], items: list[Any], expected: list[Any]
+) -> float:
+    began = time.perf_counter()
+    c.open()
+    c.map(fn, items)
+    took = time.perf_counter() - began
+    c.close()
+    return took
+
+
+def _calibrate(seconds: float) -> int:
+    iterations = 10_000
+    while True:
+        took = _timed(functools.partial(workloads.cpu_work, iterations))
+        if took > 0.02:
+            return int(iterations * seconds / took)
+        iterations *= 2
+
+
+def _bare_fork(items: list[int]) -> float:
+    """The same work split across WORKERS forked children by hand: the floor to beat."""
+    began = time.perf_counter()
+    pids = []
+    for w in range(WORKERS):
+        pid = os.fork()
+        if pid == 0:
+            for x in items[w::WORKERS]:
+                workloads.cpu_work(x)
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return time.perf_counter() - began
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _rss_along(results: Any, total: int) -> list[float]:
+    marks = []
+    for i, _ in enumerate(results, 1):
+        if i % (total // 10) == 0:
+            marks.append(_rss_mb())
+            if i >= total:
+                break
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()
+    return marks
+
+
+def _plot(suite: Suite, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("overhead-warm", "calls/s, warm (higher is better)", False),
+        ("cpu", "vs bare fork split (higher is better)", False),
+        ("skew-ascending", "makespan / lower bound, long calls last (lower is better)", True),
+        ("error", "time to error / serial (lower is better)", True),
+    ]
+    panels = [p for p in panels if p[0] in suite.summary]
+    if not panels:
+        return
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.4 * len(panels)))
+    if len(panels) == 1:
+        axes = [axes]
+    for ax, (key, title, _) in zip(axes, panels, strict=True):
+        data = suite.summary[key]
+        names = list(data)
+        values = [data[n] for n in names]
+        colors = ["#3f51b5" if n.startswith("fanmap") else "#9e9e9e" for n in names]
+        ax.barh(names, values, color=colors)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+SCENARIOS = ("startup", "overhead", "cpu", "skew", "error", "bigdata", "stream")
+
+
+def main() -> None:
+    raw_help = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw_help)
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repeats (under a minute)")
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
+    parser.add_argument("--no-write", action="store_true", help="print only; write no result files")
+    args = parser.parse_args()
+    suite = Suite(args.quick)
+    began = time.perf_counter()
+    facts = {"machine": machine(), "versions": versions(*PACKAGES), "quick": args.quick}
+    print(f"{facts['machine']}\n{facts['versions']}", flush=True)
+    for name in args.only or SCENARIOS:
+        getattr(suite, name)()
+    took = time.perf_counter() - began
+    print(f"\nall scenarios in {took:.0f} s")
+    if args.no_write:
+        return
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.json").write_text(
+        json.dumps({**facts, "seconds": took, "summary": suite.summary, "samples": suite.samples}, indent=1)
+    )
+    _plot(suite, ROOT / "docs" / "benchmarks.png")
+    page = [
+        "# Benchmarks",
+        "",
+        "fanmap beside its peers, measured in one run of `python -m benchmarks.suite"
+        + (" --quick" if args.quick else "")
+        + f"` ({took:.0f} s) on this machine: {facts['machine']['cpus']} CPUs, "
+        f"{facts['machine']['platform']}, Python {facts['machine']['python']}.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".",
+        "",
+        "Every sample is in `benchmarks/results/latest.json`. Ratios compare medians of the same run.",
+        "",
+        "![fanmap beside its peers](benchmarks.png)",
+        "",
+    ]
+    for name, text in suite.tables.items():
+        page += [f"## {name}", "", text, ""]
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(page))
+
+
+if __name__ == "__main__":
+    main()
