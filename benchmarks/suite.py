@@ -57,6 +57,24 @@ class Suite:
                 out[c.name].append(run(c))
         return out
 
+    def warm_rounds(
+        self,
+        contenders: list[peers.Contender],
+        warmup: Callable[[peers.Contender], Any],
+        run: Callable[[peers.Contender], float],
+    ) -> dict[str, list[float]]:
+        """Like `rounds`, with only the measured contender's pool open, warmed first."""
+
+        def isolated(c: peers.Contender) -> float:
+            c.open()
+            try:
+                warmup(c)
+                return run(c)
+            finally:
+                c.close()
+
+        return self.rounds(contenders, isolated)
+
     def report(
         self, name: str, headers: list[str], rows: list[list[Any]], samples: Any, note: str = ""
     ) -> None:
@@ -100,6 +118,10 @@ class Suite:
                 c.close()
                 return 0.0
 
+            for c in contenders:  # a throwaway round: imports happen here, not in a measured one
+                c.open()
+                c.map(workloads.double, [1])
+                c.close()
             self.rounds(contenders, run)
             for c in contenders:
                 if method == "spawn" and c.name in ("loky", "joblib"):
@@ -141,12 +163,11 @@ class Suite:
         expected = sorted(x * 2 for x in items)
 
         cold = self.rounds(contenders, lambda c: _timed_open_map(c, workloads.double, items, expected))
-        for c in contenders:
-            c.open()
-            c.map(workloads.double, items[:1000])
-        warm = self.rounds(contenders, lambda c: _timed_map(c, workloads.double, items, expected))
-        for c in contenders:
-            c.close()
+        warm = self.warm_rounds(
+            contenders,
+            lambda c: c.map(workloads.double, items[:1000]),
+            lambda c: _timed_map(c, workloads.double, items, expected),
+        )
         best_warm = max(n / median(v) for k, v in warm.items() if k != "fanmap")
         best_cold = max(n / median(v) for k, v in cold.items() if k != "fanmap")
         rows = []
@@ -185,14 +206,13 @@ class Suite:
             peers.Joblib,
         ]
         contenders = peers.contenders(kinds, WORKERS)
-        for c in contenders:
-            c.open()
-            c.map(workloads.cpu_work, items[:4])
         serial = [_timed(lambda: [workloads.cpu_work(x) for x in items]) for _ in range(self.repeats)]
         fork = [_bare_fork(items) for _ in range(self.repeats)]
-        times = self.rounds(contenders, lambda c: _timed(lambda: c.map(workloads.cpu_work, items)))
-        for c in contenders:
-            c.close()
+        times = self.warm_rounds(
+            contenders,
+            lambda c: c.map(workloads.cpu_work, items[:4]),
+            lambda c: _timed(lambda: c.map(workloads.cpu_work, items)),
+        )
         s, f = median(serial), median(fork)
         rows = [
             ["serial loop", f"{s:.3f} s", "1.00x", f"{f / s:.2f}"],
@@ -229,21 +249,17 @@ class Suite:
             peers.Joblib,
         ]
         contenders = peers.contenders(kinds, WORKERS)
-        for c in contenders:
-            c.open()
-            c.map(workloads.nap, [0.0] * 4)
         rows = []
         samples = {}
         for label, order in (("as drawn", durations), ("ascending", sorted(durations))):
-            times = self.rounds(contenders, functools.partial(_timed_nap, order))
+            times = self.warm_rounds(
+                contenders, lambda c: c.map(workloads.nap, [0.0] * 4), functools.partial(_timed_nap, order)
+            )
             samples[label] = times
             self.summary[f"skew-{label}"] = {k: median(v) / bound for k, v in times.items()}
             for c in contenders:
-                rows.append(
-                    [c.name, label, f"{median(times[c.name]):.3f} s", f"{median(times[c.name]) / bound:.3f}"]
-                )
-        for c in contenders:
-            c.close()
+                t = median(times[c.name])
+                rows.append([c.name, label, f"{t:.3f} s", f"{t / bound:.3f}"])
         self.report(
             "skew",
             ["contender", "order", "makespan", "makespan / lower bound"],
@@ -265,9 +281,6 @@ class Suite:
             peers.Joblib,
         ]
         contenders = peers.contenders(kinds, WORKERS)
-        for c in contenders:
-            c.open()
-            c.map(workloads.fail_at, [0, 1])
 
         def until_raised(run: Callable[[], Any]) -> float:
             began = time.perf_counter()
@@ -278,9 +291,11 @@ class Suite:
             raise AssertionError("no exception")
 
         serial = [until_raised(lambda: [workloads.fail_at(i) for i in items]) for _ in range(self.repeats)]
-        times = self.rounds(contenders, lambda c: until_raised(lambda: c.map(workloads.fail_at, items)))
-        for c in contenders:
-            c.close()
+        times = self.warm_rounds(
+            contenders,
+            lambda c: c.map(workloads.fail_at, [0, 1]),
+            lambda c: until_raised(lambda: c.map(workloads.fail_at, items)),
+        )
         s = median(serial)
         rows = [["serial loop", f"{s * 1000:.0f} ms", "1.00"]]
         for c in contenders:

@@ -13,14 +13,16 @@ import importlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
-from typing import Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
 from ._chunk import ARGS, ONE, STAR, Args
 from ._config import Options, OptionsDict, resolve, validate
 from ._engine import SKIPPED, QueueSource, Source, execute
 from ._errors import Failure
 from ._shared import SharedState, check_parameters
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["ParallelFunction", "parallel", "pmap"]
 
@@ -346,6 +348,8 @@ class ParallelFunction(Generic[P, R]):
             >>> square.submit(7).result()
             49
         """
+        from concurrent.futures import Future
+
         future: Future[R] = Future()
         with self._submit_lock:
             if self._submitter is None or not self._submitter.accepts():

@@ -10,8 +10,6 @@ import pickle
 import reprlib
 from typing import Any
 
-import cloudpickle
-
 __all__ = ["describe", "dumps", "dumps_function", "find_unpicklable", "short_repr"]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -43,12 +41,16 @@ def dumps(obj: object) -> bytes:
     try:
         return pickle.dumps(obj, PROTOCOL)
     except Exception:
+        import cloudpickle
+
         blob: bytes = cloudpickle.dumps(obj, PROTOCOL)
         return blob
 
 
 def dumps_function(fn: object) -> bytes:
     """Pickle a function to send to workers: by reference when importable."""
+    import cloudpickle
+
     blob: bytes = cloudpickle.dumps(fn, PROTOCOL)
     return blob
 

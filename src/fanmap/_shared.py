@@ -17,11 +17,9 @@ time costs nothing in a spawned worker that imports it.
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import multiprocessing
 import multiprocessing.context
-import multiprocessing.managers
 import multiprocessing.sharedctypes
 import queue
 import threading
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overloa
 from ._errors import SharedStateError
 
 if TYPE_CHECKING:
+    import multiprocessing.managers
     from multiprocessing.synchronize import Lock as LockType
 
 __all__ = ["Array", "Dict", "List", "Queue", "SharedState", "Value", "shared_state", "stop_manager"]
@@ -556,6 +555,8 @@ class SharedState:
 
 def check_parameters(fn: Callable[..., Any], names: list[str]) -> None:
     """Make sure ``fn`` can receive each shared object as a keyword argument."""
+    import inspect  # here: a spawned worker never needs it, and it is slow to import
+
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # a builtin without a signature: trust the user

@@ -18,9 +18,10 @@ import itertools
 import mmap
 import os
 import pickle
-import secrets
-from multiprocessing import shared_memory
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from multiprocessing import shared_memory
 
 __all__ = ["THRESHOLD", "Inbound", "Outbound"]
 
@@ -61,6 +62,9 @@ class Outbound:
         known = self._segments.get(key)
         if known is not None and known[1] is view.obj:
             return known[0].name, known[2]
+        import secrets
+        from multiprocessing import shared_memory
+
         name = f"fanmap_{os.getpid()}_{next(_names)}_{secrets.token_hex(4)}"
         segment = shared_memory.SharedMemory(name=name, create=True, size=max(1, view.nbytes))
         buf = segment.buf
@@ -110,6 +114,8 @@ def _map_read_only(name: str, size: int) -> memoryview:
     try:
         import _posixshmem  # type: ignore[import-not-found]  # CPython's own, behind SharedMemory
     except ImportError:  # pragma: no cover - Windows: no POSIX shared memory
+        from multiprocessing import shared_memory
+
         buf = shared_memory.SharedMemory(name=name).buf
         assert buf is not None
         return buf.toreadonly()

@@ -14,8 +14,6 @@ import pickle
 import traceback
 from typing import Any
 
-from tblib import Traceback
-
 from ._errors import RemoteError
 from ._serialize import PROTOCOL
 
@@ -50,6 +48,8 @@ def capture(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
     except Exception as err:
         data["reason"] = f"{type(err).__name__}: {err}"
     if exc.__traceback__ is not None:
+        from tblib import Traceback
+
         try:
             data["tb"] = Traceback(exc.__traceback__).as_dict()
         except Exception:  # pragma: no cover - tblib copes with every real frame
@@ -74,6 +74,8 @@ def rebuild(data: dict[str, Any]) -> BaseException:
             exc = RemoteError(data["type"], data["text"], f"{type(err).__name__}: {err}")
         else:
             if data["tb"] is not None:
+                from tblib import Traceback
+
                 exc = exc.with_traceback(Traceback.from_dict(data["tb"]).as_traceback())
     if data["cause"] is not None:
         exc.__cause__ = rebuild(data["cause"])
