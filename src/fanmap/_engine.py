@@ -39,6 +39,7 @@ _TARGET: Final = 0.01  # seconds of work per chunk for fast calls
 _SLOW: Final = 0.002  # calls slower than this go one per chunk
 _PREFETCH_BELOW: Final = 0.005  # queue a second chunk per worker below this chunk time
 _GROWTH: Final = 64
+_MAX_ITEMS: Final = 1 << 16  # items per chunk at most: bounds what a window holds
 _FADE: Final = 0.7  # weight kept by earlier measurements at each new one
 _FLOOR: Final = 0.002  # seconds of work below which a chunk is not shrunk further
 _SHARE: Final = 2  # a chunk holds at most 1 / (_SHARE * workers) of what is left
@@ -140,7 +141,7 @@ class _Sizer:
         elif self.per_item is None or self.per_item >= _SLOW:
             size = 1
         else:
-            size = min(max(1, round(_TARGET / max(self.per_item, 1e-9))), self.last * _GROWTH)
+            size = min(max(1, round(_TARGET / max(self.per_item, 1e-9))), self.last * _GROWTH, _MAX_ITEMS)
             if self.total is not None:
                 # Shrink toward the end so that workers finish together, but not below
                 # _FLOOR seconds of work: tinier chunks cost more in round trips than

@@ -18,7 +18,7 @@ def test_fast_calls_are_batched_and_growth_is_gradual() -> None:
     sizer.size(0, None)
     sizer.measure(1, 1e-7)
     sizes = [sizer.size(0, None) for _ in range(4)]
-    assert sizes == [64, 4096, 100_000, 100_000]  # 64-fold steps up to 10 ms of work
+    assert sizes == [64, 4096, 65536, 65536]  # 64-fold steps, up to 10 ms of work or 2**16 items
 
 
 def test_chunks_shrink_toward_the_end_of_known_input() -> None:
