@@ -14,7 +14,15 @@ import pytest
 
 from fanmap import _pools
 
-BACKENDS = ("process", "thread", "serial")
+try:
+    import distributed  # noqa: F401
+
+    HAS_DASK = True
+except ImportError:  # pragma: no cover - the dask extra is not installed
+    HAS_DASK = False
+
+LOCAL_BACKENDS = ("process", "thread", "serial")
+BACKENDS = LOCAL_BACKENDS + (("dask",) if HAS_DASK else ())
 START_METHODS = tuple(
     m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()
 )
@@ -102,6 +110,12 @@ def _is_forkserver(pid: int) -> bool:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Any:
     """Every built-in backend (typed Any: tests pass it where a Literal is expected)."""
+    return request.param
+
+
+@pytest.fixture(params=LOCAL_BACKENDS)
+def local_backend(request: pytest.FixtureRequest) -> Any:
+    """Every backend that shares memory with its workers (for @shared_state)."""
     return request.param
 
 

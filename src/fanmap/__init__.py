@@ -14,6 +14,7 @@ from __future__ import annotations
 from ._api import ParallelFunction as ParallelFunction
 from ._api import parallel as parallel
 from ._api import pmap as pmap
+from ._backends._dask import DaskBackend as DaskBackend
 from ._chunk import Args as Args
 from ._config import config as config
 from ._errors import BackendUnavailableError as BackendUnavailableError
@@ -37,6 +38,7 @@ __all__ = [
     "Args",
     "Array",
     "BackendUnavailableError",
+    "DaskBackend",
     "Dict",
     "Failure",
     "FanmapError",

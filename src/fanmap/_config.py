@@ -19,11 +19,11 @@ from typing import Any, Final, Literal, TypeAlias, TypedDict, Unpack
 
 __all__ = ["Options", "OptionsDict", "config", "cpu_count", "resolve", "validate"]
 
-BackendName: TypeAlias = Literal["process", "thread", "serial"]
+BackendName: TypeAlias = Literal["process", "thread", "serial", "dask"]
 OnError: TypeAlias = Literal["raise", "return", "skip"]
 StartMethod: TypeAlias = Literal["fork", "spawn", "forkserver"]
 
-BACKENDS: Final = ("process", "thread", "serial")
+BACKENDS: Final = ("process", "thread", "serial", "dask")
 ON_ERROR: Final = ("raise", "return", "skip")
 
 

@@ -117,8 +117,13 @@ class QueueSource(Source):
 class _Sizer:
     """Chooses chunk sizes from the measured time per call."""
 
-    def __init__(self, options: Options, workers: int, total: int | None) -> None:
+    def __init__(self, options: Options, workers: int, total: int | None, target: float = _TARGET) -> None:
         self.fixed = 1 if options.timeout is not None else options.chunksize
+        # A backend whose tasks cost more (Dask) asks for longer chunks; the other
+        # thresholds keep their proportion to the target.
+        self.target = target
+        self.slow = target * (_SLOW / _TARGET)
+        self.floor = target * (_FLOOR / _TARGET)
         self.workers = workers
         self.total = total
         self.per_item: float | None = None
@@ -138,16 +143,16 @@ class _Sizer:
     def size(self, position: int, limit: int | None) -> int:
         if self.fixed is not None:
             size = self.fixed
-        elif self.per_item is None or self.per_item >= _SLOW:
+        elif self.per_item is None or self.per_item >= self.slow:
             size = 1
         else:
-            size = min(max(1, round(_TARGET / max(self.per_item, 1e-9))), self.last * _GROWTH, _MAX_ITEMS)
+            size = min(max(1, round(self.target / max(self.per_item, 1e-9))), self.last * _GROWTH, _MAX_ITEMS)
             if self.total is not None:
                 # Shrink toward the end so that workers finish together, but not below
                 # _FLOOR seconds of work: tinier chunks cost more in round trips than
                 # they save in balance.
                 share = math.ceil((self.total - position) / (_SHARE * self.workers))
-                floor = round(_FLOOR / max(self.per_item, 1e-9))
+                floor = round(self.floor / max(self.per_item, 1e-9))
                 size = max(1, min(size, max(share, floor)))
         if limit is not None:
             size = min(size, limit)
@@ -158,7 +163,7 @@ class _Sizer:
         """Chunks per worker: one running, and one queued behind it while that helps."""
         if self.per_item is None:
             return 1
-        if self.per_item * self.last < _PREFETCH_BELOW:
+        if self.per_item * self.last < self.target * (_PREFETCH_BELOW / _TARGET):
             return 2  # short chunks: never let a worker wait for the caller
         if self.total is not None and self.total - position > _ENDGAME * self.workers * self.last:
             return 2  # long chunks, far from the end: a queued chunk delays nobody
@@ -315,7 +320,7 @@ class _Orderer:
 
 
 def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, list[Any]]]:
-    sizer = _Sizer(run.options, pool.workers, run.source.total)
+    sizer = _Sizer(run.options, pool.workers, run.source.total, getattr(pool, "target_seconds", _TARGET))
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter
     live = isinstance(run.source, QueueSource)

@@ -31,6 +31,7 @@ _lock = threading.Lock()
 _idle: dict[Hashable, list[Pool]] = {}
 _every: weakref.WeakSet[Pool] = weakref.WeakSet()
 _in_worker = False
+_task = threading.local()
 
 
 def mark_worker() -> None:
@@ -40,8 +41,20 @@ def mark_worker() -> None:
 
 
 def in_worker() -> bool:
-    """Return True inside a fanmap worker process."""
-    return _in_worker
+    """Return True inside a fanmap worker process, or a task fanmap runs on a cluster."""
+    return _in_worker or getattr(_task, "running", False)
+
+
+@contextlib.contextmanager
+def task_scope() -> Iterator[None]:
+    """Mark this thread as running a fanmap task (a Dask task may run in a thread of
+    the caller's own process, which must not turn serial as a whole)."""
+    previous = getattr(_task, "running", False)
+    _task.running = True
+    try:
+        yield
+    finally:
+        _task.running = previous
 
 
 @contextlib.contextmanager

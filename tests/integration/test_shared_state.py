@@ -33,9 +33,10 @@ def test_no_update_is_lost_under_every_start_method(start_method: Any) -> None:
     assert sum(funcs.SEEN.values()) == funcs.COUNTER.value
 
 
-def test_many_adds_from_many_workers_give_the_exact_total(backend: Any) -> None:
+def test_many_adds_from_many_workers_give_the_exact_total(local_backend: Any) -> None:
     counter = Value("q", 0)
-    pf = parallel(shared_state(counter=counter)(funcs.bump_many), workers=2, backend=backend, chunksize=1)
+    bump = shared_state(counter=counter)(funcs.bump_many)
+    pf = parallel(bump, workers=2, backend=local_backend, chunksize=1)
     pf.map([2000] * 8)
     assert counter.value == 16_000
 
@@ -69,10 +70,10 @@ def test_decorator_order_does_not_matter() -> None:
     assert funcs.add_to_total(1.0) == before + 16.0  # type: ignore[call-arg]
 
 
-def test_queue_and_list_between_workers_and_caller(backend: Any) -> None:
+def test_queue_and_list_between_workers_and_caller(local_backend: Any) -> None:
     out: Queue[int] = Queue()
     log: List[int] = List()
-    pf = parallel(shared_state(out=out, log=log)(funcs.produce), workers=2, backend=backend)
+    pf = parallel(shared_state(out=out, log=log)(funcs.produce), workers=2, backend=local_backend)
     pf.map(range(5))
     got = sorted(out.get(timeout=10) for _ in range(5))
     assert got == [0, 1, 4, 9, 16]

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from fanmap import Failure, parallel
 from tests import funcs
+from tests.conftest import BACKENDS
 
 ONE_ARG: list[Callable[[Any], Any]] = [funcs.square, abs, str, funcs.identity, operator.neg]
 TWO_ARGS: list[Callable[[Any, Any], Any]] = [operator.add, funcs.add, max]
 
 options = st.fixed_dictionaries(
     {
-        "backend": st.sampled_from(["process", "thread", "serial"]),
+        "backend": st.sampled_from(BACKENDS),
         "workers": st.integers(1, 3),
         "ordered": st.booleans(),
         "chunksize": st.none() | st.integers(1, 40),

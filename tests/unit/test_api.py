@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import fanmap
-from fanmap import Args, Failure, ParallelFunction, _pools, parallel, pmap
+from fanmap import Args, Failure, ParallelFunction, _engine, _pools, parallel, pmap
 from tests import funcs
 
 
@@ -88,7 +88,8 @@ def test_imap_is_lazy_over_an_endless_generator(backend: Any) -> None:
     it = pf.imap(endless())
     assert list(itertools.islice(it, 100)) == [x * x for x in range(100)]
     it.close()  # type: ignore[attr-defined]
-    assert pulled < 100_000  # bounded read-ahead, not the whole (endless) input
+    # bounded read-ahead: a few chunks in flight, each of at most _MAX_ITEMS items
+    assert pulled < 8 * _engine._MAX_ITEMS
 
 
 def test_imap_unordered_gives_every_result(backend: Any) -> None:
@@ -243,11 +244,16 @@ def test_thread_timeout_abandons_the_slow_call() -> None:
 def test_an_abandoned_imap_gives_its_pool_back() -> None:
     import gc
 
+    def idle() -> set[object]:
+        return {p for pools in _pools._idle.values() for p in pools}
+
     pf = parallel(funcs.square, workers=2)
     it = pf.imap(range(10_000))
     next(it)
-    pools = list(_pools._every)
+    leased = {p for p in _pools._every if p.usable and p not in idle()}
+    assert leased  # the imap's own pool
     del it  # closed by the garbage collector: GeneratorExit
     gc.collect()
-    assert all(pool.usable for pool in pools)  # given back warm, not closed
+    assert all(p.usable for p in leased)  # given back warm, not closed
+    assert leased <= idle()
     assert pf.map([3]) == [9]

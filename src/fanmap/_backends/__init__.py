@@ -90,6 +90,7 @@ _BUILT_IN: Final = {
     "process": "._process",
     "thread": "._thread",
     "serial": "._serial",
+    "dask": "._dask",
 }
 
 

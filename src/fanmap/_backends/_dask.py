@@ -1,0 +1,221 @@
+"""The Dask backend: chunks run as tasks on a `distributed` cluster.
+
+```
+caller (engine) ── submit(chunk) ──► Client.submit(run_chunk, ...) ──► scheduler ──► a worker
+      ▲                                                                              │
+      └── wait(): a queue fed by done callbacks ◄──── (results, errors, elapsed) ◄───┘
+```
+
+The map's keyword arguments are scattered once per map and passed to every task by
+reference. Chunks are sized to run for about `CHUNK_SECONDS` (a task costs Dask a
+millisecond or two, and more per round trip), and the engine keeps a bounded number of
+them in flight, so ``imap`` over a generator stays lazy. Outstanding futures are
+cancelled when the map fails or its iterator is closed.
+
+A task's own exception is caught in the task (as in a local worker) and sent back with
+its traceback; a worker lost while running a chunk (after Dask's own retries) reports
+the chunk as crashed. Dask cannot stop a running task: ``timeout`` fails the item and
+cancels the future, but the call may run on in the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import time
+from collections.abc import Hashable
+from typing import Any, Final
+
+from .. import _pools
+from .._chunk import Chunk, Done, Event, Lost, RunSpec, call_chunk
+from .._config import Options
+from .._errors import BackendUnavailableError
+from .._traceback import capture, rebuild
+
+__all__ = ["BACKEND", "CHUNK_SECONDS", "DaskBackend", "DaskPool"]
+
+#: Seconds of work a chunk aims at on Dask (a task costs a millisecond or two).
+CHUNK_SECONDS: Final = 0.2
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise BackendUnavailableError(
+            'backend="dask" needs Dask\'s distributed scheduler, which is not installed: '
+            "pip install 'fanmap[dask]'"
+        ) from None
+    return distributed
+
+
+def run_chunk(spec: RunSpec, kwargs: dict[str, Any], items: Any) -> tuple[list[Any], Any, float]:
+    """The task: run a chunk on a Dask worker, as a local worker would."""
+    begun = time.perf_counter()
+    spec = dataclasses.replace(spec, kwargs=kwargs)
+    with _pools.task_scope():  # a parallel function called in here runs serially
+        results, errors = call_chunk(spec, items)
+    captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
+    return results, captured, time.perf_counter() - begun
+
+
+class DaskPool:
+    """Chunks as Dask tasks, on a client that is the user's or this pool's own."""
+
+    target_seconds = CHUNK_SECONDS
+
+    def __init__(self, backend: DaskBackend, options: Options) -> None:
+        distributed = _distributed()
+        self._distributed = distributed
+        self._own_cluster: Any = None
+        self._own_client = False
+        if backend.client is not None:
+            self._client = backend.client
+        elif backend.address is not None:
+            self._client = distributed.Client(backend.address, set_as_default=False)
+            self._own_client = True
+        else:
+            try:
+                self._client = distributed.get_client()
+            except ValueError:
+                self._own_cluster = distributed.LocalCluster(
+                    n_workers=options.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",  # no fixed port: two clusters may run at once
+                    silence_logs=50,
+                )
+                self._client = distributed.Client(self._own_cluster, set_as_default=False)
+                self._own_client = True
+        threads = self._client.nthreads()
+        self.workers = max(1, sum(threads.values()) if threads else options.workers)
+        self._futures: dict[Any, tuple[Chunk, float]] = {}
+        # Done callbacks land here (from Dask's own thread); wait() reads them.
+        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._spec: RunSpec | None = None
+        self._kwargs: Any = None
+        self._closed = False
+
+    @property
+    def usable(self) -> bool:
+        return not self._closed and self._client.status == "running"
+
+    def begin(self, spec: RunSpec) -> None:
+        self._spec = dataclasses.replace(spec, kwargs={}, timeout=None)  # keywords travel apart
+        self._timeout = spec.timeout
+        # The map's keywords go to the cluster once, not with every task.
+        # One object under a key of its own: scattering the dict itself would name the
+        # data after its keys, which the next map's keywords would collide with.
+        self._kwargs = self._client.scatter([spec.kwargs], hash=False)[0] if spec.kwargs else {}
+
+    def room(self, depth: int) -> int:
+        return self.workers * depth - len(self._futures)
+
+    def limit(self) -> int | None:
+        return None
+
+    def submit(self, chunk: Chunk) -> None:
+        future = self._client.submit(run_chunk, self._spec, self._kwargs, chunk.items, pure=False)
+        self._futures[future] = (chunk, time.monotonic())
+        future.add_done_callback(self._finished.put)
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        if not self._futures:
+            return []
+        if self._timeout is not None:
+            first = min(t for _, t in self._futures.values()) + self._timeout - time.monotonic()
+            timeout = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        events: list[Event] = []
+        try:
+            future = self._finished.get(timeout=timeout)
+            while True:
+                entry = self._futures.pop(future, None)
+                if entry is not None:  # else: cancelled or timed out already
+                    events.append(self._outcome(future, entry[0]))
+                future = self._finished.get_nowait()
+        except queue.Empty:
+            pass
+        if self._timeout is not None:
+            now = time.monotonic()
+            for future, (chunk, started) in list(self._futures.items()):
+                if now - started >= self._timeout:
+                    del self._futures[future]
+                    future.cancel()
+                    reason = f"ran longer than the timeout of {self._timeout:g}s; its Dask task was cancelled"
+                    events.append(Lost(chunk, "timeout", reason, None, "a Dask worker"))
+        return events
+
+    def _outcome(self, future: Any, chunk: Chunk) -> Event:
+        if future.status == "finished":
+            results, captured, elapsed = future.result()
+            errors = None if not captured else {pos: rebuild(info) for pos, info in captured.items()}
+            return Done(chunk, results, errors, elapsed, "a Dask worker")
+        try:
+            exc = future.exception(timeout=0)
+        except BaseException as err:  # cancelled by Dask itself
+            exc = err
+        cause = f"{type(exc).__name__}: {exc}" if exc is not None else f"its status is {future.status!r}"
+        reason = f"the Dask task was lost ({cause})"
+        return Lost(chunk, "crash", reason, None, "a Dask worker")
+
+    def end(self, *, abort: bool) -> None:
+        if self._futures:
+            self._client.cancel(list(self._futures))
+            self._futures.clear()
+        self._kwargs = None
+        self._spec = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.end(abort=True)
+        if self._own_client:
+            self._client.close()
+        if self._own_cluster is not None:
+            self._own_cluster.close()
+
+
+class DaskBackend:
+    """Run chunks on a Dask cluster.
+
+    ``backend="dask"`` uses the current ``distributed.Client`` if there is one, and
+    otherwise starts a ``LocalCluster`` of ``workers`` single-threaded worker processes
+    that fanmap owns and closes. ``DaskBackend(client)`` or
+    ``DaskBackend(address="tcp://...")`` uses a cluster you run, and never shuts it down.
+
+    Args:
+        client: A ``distributed.Client`` to run on.
+        address: A scheduler's address, to connect a client of fanmap's own to.
+
+    Raises:
+        BackendUnavailableError: ``distributed`` is not installed.
+
+    Examples:
+        >>> from fanmap import DaskBackend, parallel
+        >>> square = parallel(lambda x: x * x, backend=DaskBackend(address="tcp://scheduler:8786"))
+        >>> square.options(backend="serial").map([1, 2])
+        [1, 4]
+    """
+
+    name = "dask"
+    shares_memory = False
+
+    def __init__(self, client: Any = None, *, address: str | None = None) -> None:
+        if client is not None and address is not None:
+            raise TypeError("give DaskBackend a client or an address, not both")
+        self.client = client
+        self.address = address
+
+    def __repr__(self) -> str:
+        where = f"address={self.address!r}" if self.address else (repr(self.client) if self.client else "")
+        return f"DaskBackend({where})"
+
+    def pool_key(self, options: Options) -> Hashable:
+        return ("dask", id(self), options.workers)
+
+    def open_pool(self, options: Options) -> DaskPool:
+        return DaskPool(self, options)
+
+
+BACKEND: Final = DaskBackend()
