@@ -175,8 +175,15 @@ class ParallelFunction(Generic[P, R]):
                 found = None
             if found is self:
                 return (_by_name, (module, qualname))
-        # By value: shared objects stay behind (workers get theirs when they start).
-        return (ParallelFunction, (self._fanmap_fn, self._options))
+        # By value. Shared objects stay behind (workers get theirs when they start), and
+        # so do options that hold live objects (a backend's client, a progress callback):
+        # a worker never needs them, and they may not pickle.
+        plain = {
+            k: v
+            for k, v in self._options.items()
+            if k not in ("backend", "progress") or isinstance(v, str | bool)
+        }
+        return (ParallelFunction, (self._fanmap_fn, plain))
 
     def _resolve(self, *overrides: dict[str, Any]) -> Options:
         options = resolve(self._options, *overrides)

@@ -153,6 +153,12 @@ def test_decorated_module_function_pickles_by_reference() -> None:
     assert pickle.loads(blob) is funcs.psquare
 
 
+def test_pickling_by_value_leaves_live_options_behind() -> None:
+    pf = parallel(funcs.square, workers=3, backend="thread", progress=lambda d, t: None)
+    clone = pickle.loads(pickle.dumps(pf.options(ordered=False)))
+    assert clone._options == {"workers": 3, "backend": "thread", "ordered": False}
+
+
 def test_non_module_function_pickles_by_value() -> None:
     pf = parallel(funcs.square).options(workers=1)
     clone = pickle.loads(pickle.dumps(pf))

@@ -101,12 +101,16 @@ class DaskPool:
         return not self._closed and self._client.status == "running"
 
     def begin(self, spec: RunSpec) -> None:
-        self._spec = dataclasses.replace(spec, kwargs={}, timeout=None)  # keywords travel apart
+        # The keywords travel apart (scattered); the plain function goes with the task
+        # (Dask pickles it, by reference where it can), not the decorated object.
+        self._spec = dataclasses.replace(spec, ref=None, kwargs={}, timeout=None)
         self._timeout = spec.timeout
         # The map's keywords go to the cluster once, not with every task.
         # One object under a key of its own: scattering the dict itself would name the
         # data after its keys, which the next map's keywords would collide with.
-        self._kwargs = self._client.scatter([spec.kwargs], hash=False)[0] if spec.kwargs else {}
+        # Broadcast, so that losing one worker does not lose them for every later task.
+        kwargs = spec.kwargs
+        self._kwargs = self._client.scatter([kwargs], hash=False, broadcast=True)[0] if kwargs else {}
 
     def room(self, depth: int) -> int:
         return self.workers * depth - len(self._futures)
@@ -129,9 +133,11 @@ class DaskPool:
         try:
             future = self._finished.get(timeout=timeout)
             while True:
-                entry = self._futures.pop(future, None)
-                if entry is not None:  # else: cancelled or timed out already
-                    events.append(self._outcome(future, entry[0]))
+                if future in self._futures:  # else: cancelled or timed out already
+                    if future.status in ("finished", "error", "cancelled"):
+                        events.append(self._outcome(future, self._futures.pop(future)[0]))
+                    else:  # "lost" with its worker: Dask runs it again; wait for that
+                        future.add_done_callback(self._finished.put)
                 future = self._finished.get_nowait()
         except queue.Empty:
             pass
@@ -151,7 +157,7 @@ class DaskPool:
             errors = None if not captured else {pos: rebuild(info) for pos, info in captured.items()}
             return Done(chunk, results, errors, elapsed, "a Dask worker")
         try:
-            exc = future.exception(timeout=0)
+            exc = future.exception(timeout=30)  # fetched from the scheduler: a round trip
         except BaseException as err:  # cancelled by Dask itself
             exc = err
         cause = f"{type(exc).__name__}: {exc}" if exc is not None else f"its status is {future.status!r}"
