@@ -9,11 +9,13 @@ apply the error policy, retry, report progress. The same for every backend.
                        (start, values) blocks, in input order if asked ◄── policy
 ```
 
-Chunk sizes adapt: the first chunk of each worker holds one item, to measure a call;
-then chunks hold about `_TARGET` seconds of work (growing at most `_GROWTH` times per
-step), never more than a share of what is left (so the last chunks are small and the
-workers finish together), and one item each for calls slower than `_SLOW`. A worker is
-given a second chunk to queue behind its running one only while chunks are short.
+Chunk sizes adapt (`_Sizer`): the first chunk of each worker holds one item, to measure
+a call; then chunks hold about `_TARGET` seconds of work (a pool may ask for more, as
+Dask's does), growing at most `_GROWTH` times per step and never past `_MAX_ITEMS`;
+near the end of input of known length they shrink to a share of what is left (down to
+`_FLOOR` seconds of work) so that the workers finish together; and calls slower than
+`_SLOW` go one per chunk. A worker gets a second chunk queued behind its running one
+while chunks are short, or while the end is far away.
 """
 
 from __future__ import annotations

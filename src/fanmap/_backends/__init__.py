@@ -31,7 +31,11 @@ class Unsendable(Exception):
 
 
 class Pool(Protocol):
-    """Workers that run chunks; one run at a time."""
+    """Workers that run chunks; one run at a time.
+
+    A pool may also set ``target_seconds``: how much work one chunk should hold (the
+    engine's default suits local workers; a remote backend asks for more).
+    """
 
     #: How many chunks can run at once.
     workers: int
