@@ -21,6 +21,7 @@ from fanmap import (
     parallel,
 )
 from tests import funcs
+from tests.conftest import alive
 
 
 def frames(exc: BaseException) -> list[str]:
@@ -120,17 +121,9 @@ def test_timeout_also_stops_the_workers_children(tmp_path: Path, start_method: A
         pf.map([str(path)])
     grandchild = int(path.read_text())
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(grandchild):
+    while time.monotonic() < deadline and alive(grandchild):
         time.sleep(0.05)
-    assert not _alive(grandchild), "the timed-out worker's child is still running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    assert not alive(grandchild), "the timed-out worker's child is still running"
 
 
 def test_unpicklable_argument_names_item_and_position(start_method: Any) -> None:
@@ -222,9 +215,9 @@ def test_idle_workers_exit_by_themselves_and_come_back(monkeypatch: pytest.Monke
     pf = parallel(funcs.pid, workers=1, max_tasks_per_worker=10**6)
     [worker] = pf.map([0])
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(worker):
+    while time.monotonic() < deadline and alive(worker):
         time.sleep(0.1)
-    assert not _alive(worker), "an idle worker did not exit"
+    assert not alive(worker), "an idle worker did not exit"
     [again] = pf.map([0])
     assert again != worker
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import children
+from tests.conftest import alive, children
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,7 +94,7 @@ def test_ctrl_c_stops_every_worker(tmp_path: Path, start_method: Any) -> None:
     assert "KeyboardInterrupt" in err
     assert took < 20, f"the interrupted program took {took:.1f}s to exit"
     for pid in workers:
-        assert not _alive(pid), f"worker {pid} outlived the interrupted program"
+        assert not alive(pid), f"worker {pid} outlived the interrupted program"
 
 
 def _is_worker(pid: int) -> bool:
@@ -107,14 +107,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 MAIN_FUNCTIONS = """
@@ -188,6 +180,6 @@ def test_workers_exit_when_the_caller_is_killed(tmp_path: Path, start_method: An
     pids = [int(p) for p in out.split()]
     assert pids
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
-    assert not any(_alive(p) for p in pids), "workers outlived their killed caller"
+    assert not any(alive(p) for p in pids), "workers outlived their killed caller"
