@@ -250,16 +250,16 @@ def test_thread_timeout_abandons_the_slow_call() -> None:
 def test_an_abandoned_imap_gives_its_pool_back() -> None:
     import gc
 
-    def idle() -> set[object]:
-        return {p for pools in _pools._idle.values() for p in pools}
+    from fanmap._backends import get_backend
 
-    pf = parallel(funcs.square, workers=2)
+    # max_tasks_per_worker gives this test a pool key of its own
+    pf = parallel(funcs.square, workers=2, max_tasks_per_worker=10**6 + 11)
+    key = get_backend("process").pool_key(pf._resolve())
     it = pf.imap(range(10_000))
     next(it)
-    leased = {p for p in _pools._every if p.usable and p not in idle()}
-    assert leased  # the imap's own pool
+    assert not _pools._idle.get(key)  # leased by the imap
     del it  # closed by the garbage collector: GeneratorExit
     gc.collect()
-    assert all(p.usable for p in leased)  # given back warm, not closed
-    assert leased <= idle()
+    [pool] = _pools._idle[key]  # given back warm, not closed
+    assert pool.usable
     assert pf.map([3]) == [9]
