@@ -358,10 +358,11 @@ class ParallelFunction(Generic[P, R]):
         from concurrent.futures import Future
 
         future: Future[R] = Future()
+        call = Args(*args, **kwargs)
         with self._submit_lock:
-            if self._submitter is None or not self._submitter.accepts():
-                self._submitter = _Submitter(self)
-            self._submitter.put(future, Args(*args, **kwargs))
+            if self._submitter is None or not self._submitter.put(future, call):
+                self._submitter = _Submitter(self)  # the last one went idle and ended
+                self._submitter.put(future, call)
         return future
 
 
@@ -380,15 +381,16 @@ class _Submitter:
         self._thread = threading.Thread(target=self._serve, name="fanmap-submit", daemon=True)
         self._started = False
 
-    def accepts(self) -> bool:
-        return self._open
-
-    def put(self, future: Future[Any], call: Args) -> None:
+    def put(self, future: Future[Any], call: Args) -> bool:
+        """Queue a call; False if this submitter has ended (then make a new one)."""
         with self._lock:
+            if not self._open:
+                return False
             self._inbox.put((future, call))
             if not self._started:
                 self._started = True
                 self._thread.start()
+            return True
 
     def _serve(self) -> None:
         owner = self._owner
@@ -398,6 +400,7 @@ class _Submitter:
             self._fail_all(exc)
             return
         while True:
+            self._taken = 0  # each run numbers its items from 0
             source = _FutureSource(self)
             try:
                 for start, values in execute(

@@ -118,6 +118,40 @@ def test_submit_returns_futures(backend: Any) -> None:
     assert [f.result(timeout=60) for f in futures] == [2 * i for i in range(20)]
 
 
+def test_submit_after_the_submitter_went_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from fanmap import _api
+
+    monkeypatch.setattr(_api, "_SUBMIT_IDLE", 0.05)
+    pf = parallel(funcs.add, workers=2, backend="thread")
+    for burst in range(5):
+        futures = [pf.submit(burst, b=i) for i in range(10)]
+        assert [f.result(timeout=30) for f in futures] == [burst + i for i in range(10)]
+        time.sleep(0.03 * burst)  # sometimes before, sometimes after the idle spell ends
+
+
+def test_submit_numbers_each_run_of_its_thread_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Force the submit thread's run to end after every batch it takes, with calls still
+    # queued: the thread starts another run, whose items are numbered from 0 again.
+    from fanmap import _api
+
+    original = _api._FutureSource.take
+
+    def one_batch_per_run(self: Any, count: int, block: bool) -> Any:
+        if getattr(self, "took_once", False):
+            return None
+        self.took_once = True
+        return original(self, 3, block)
+
+    monkeypatch.setattr(_api._FutureSource, "take", one_batch_per_run)
+    pf = parallel(funcs.add, workers=2, backend="thread")
+    first = pf.submit(0, b=0)
+    futures = [pf.submit(1, b=i) for i in range(9)]
+    assert first.result(timeout=30) == 0
+    assert [f.result(timeout=30) for f in futures] == [1 + i for i in range(9)]
+
+
 def test_submit_failure_sets_only_that_future(backend: Any) -> None:
     pf = parallel(funcs.fail_on, workers=2, backend=backend)
     good, bad = pf.submit(1), pf.submit(3)
