@@ -110,7 +110,7 @@ def _fail_first(x: int) -> int:
 
 
 def test_closing_an_imap_cancels_its_tasks(client: Any) -> None:
-    it = parallel(funcs.sleep_for, backend=DaskBackend(client), chunksize=1).imap([0.0] + [2.0] * 10)
+    it = parallel(funcs.sleep_for, backend=DaskBackend(client), chunksize=1).imap([0.0] + [1.0] * 10)
     assert next(it) == 0.0
     it.close()  # type: ignore[attr-defined]
     deadline = time.monotonic() + 30
@@ -120,8 +120,11 @@ def test_closing_an_imap_cancels_its_tasks(client: Any) -> None:
 
 
 def test_timeout_fails_the_item(client: Any) -> None:
-    pf = parallel(funcs.sleep_on, backend=DaskBackend(client), timeout=0.5, on_error="return")
-    out = pf.map(range(3), bad=1, seconds=2)
+    # On Dask a timeout counts from submission: first let earlier tests' cancelled calls
+    # (which Dask cannot stop) finish, so that both worker threads are free.
+    parallel(funcs.square, backend=DaskBackend(client), chunksize=1).map(range(8))
+    pf = parallel(funcs.sleep_on, backend=DaskBackend(client), timeout=1.0, on_error="return")
+    out = pf.map(range(3), bad=1, seconds=3)
     assert isinstance(out[1], Failure)
     assert isinstance(out[1].exception, TaskTimeoutError)
     assert [out[0], out[2]] == [0, 2]
