@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 from collections.abc import Callable
 from typing import Any
 
 from benchmarks import workloads
-from benchmarks._common import machine, median, table, versions
+from benchmarks._common import machine, median, table, timed, versions
 from benchmarks.suite import _calibrate
 
 
@@ -62,7 +61,7 @@ def main() -> None:
     }
     serial = median(
         [
-            _timed(functools.partial(lambda: [workloads.cpu_work(x) for x in cpu_items]))
+            timed(functools.partial(lambda: [workloads.cpu_work(x) for x in cpu_items]))
             for _ in range(args.repeats)
         ]
     )
@@ -75,7 +74,7 @@ def main() -> None:
         order = order[r % len(order) :] + order[: r % len(order)]
         for scenario, (fn, items) in scenarios.items():
             for name, run in order:
-                times[scenario][name].append(_timed(functools.partial(run, fn, items)))
+                times[scenario][name].append(timed(functools.partial(run, fn, items)))
     rows = []
     for name in contenders:
         over = median(times["overhead"][name])
@@ -90,12 +89,6 @@ def main() -> None:
     _pools.shutdown()
     client.close()
     cluster.close()
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    began = time.perf_counter()
-    fn()
-    return time.perf_counter() - began
 
 
 if __name__ == "__main__":

@@ -28,11 +28,23 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import peers, workloads
-from benchmarks._common import machine, median, table, versions
+from benchmarks._common import machine, median, table, timed, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
 PACKAGES = ("fanmap", "joblib", "loky", "mpire", "pebble", "numpy", "tblib", "cloudpickle")
+
+
+#: The peers of the cpu and error scenarios: each one's recommended map.
+_MAPPERS = (
+    peers.Fanmap,
+    peers.PoolMap,
+    peers.ExecutorTuned,
+    peers.Loky,
+    peers.Mpire,
+    peers.Pebble,
+    peers.Joblib,
+)
 
 
 class Suite:
@@ -196,22 +208,13 @@ class Suite:
         count = 100 if self.quick else 400
         iterations = _calibrate(0.005)
         items = [iterations] * count
-        kinds = [
-            peers.Fanmap,
-            peers.PoolMap,
-            peers.ExecutorTuned,
-            peers.Loky,
-            peers.Mpire,
-            peers.Pebble,
-            peers.Joblib,
-        ]
-        contenders = peers.contenders(kinds, WORKERS)
-        serial = [_timed(lambda: [workloads.cpu_work(x) for x in items]) for _ in range(self.repeats)]
+        contenders = peers.contenders(_MAPPERS, WORKERS)
+        serial = [timed(lambda: [workloads.cpu_work(x) for x in items]) for _ in range(self.repeats)]
         fork = [_bare_fork(items) for _ in range(self.repeats)]
         times = self.warm_rounds(
             contenders,
             lambda c: c.map(workloads.cpu_work, items[:4]),
-            lambda c: _timed(lambda: c.map(workloads.cpu_work, items)),
+            lambda c: timed(lambda: c.map(workloads.cpu_work, items)),
         )
         s, f = median(serial), median(fork)
         rows = [
@@ -271,16 +274,7 @@ class Suite:
 
     def error(self) -> None:
         items = list(range(1000))
-        kinds = [
-            peers.Fanmap,
-            peers.PoolMap,
-            peers.ExecutorTuned,
-            peers.Loky,
-            peers.Mpire,
-            peers.Pebble,
-            peers.Joblib,
-        ]
-        contenders = peers.contenders(kinds, WORKERS)
+        contenders = peers.contenders(_MAPPERS, WORKERS)
 
         def until_raised(run: Callable[[], Any]) -> float:
             began = time.perf_counter()
@@ -382,14 +376,8 @@ class Suite:
         )
 
 
-def _timed(fn: Callable[[], Any]) -> float:
-    began = time.perf_counter()
-    fn()
-    return time.perf_counter() - began
-
-
 def _timed_nap(durations: list[float], c: peers.Contender) -> float:
-    return _timed(lambda: c.map(workloads.nap, durations))
+    return timed(lambda: c.map(workloads.nap, durations))
 
 
 def _timed_map(c: peers.Contender, fn: Callable[..., Any], items: list[Any], expected: list[Any]) -> float:
@@ -414,7 +402,7 @@ def _timed_open_map(
 def _calibrate(seconds: float) -> int:
     iterations = 10_000
     while True:
-        took = _timed(functools.partial(workloads.cpu_work, iterations))
+        took = timed(functools.partial(workloads.cpu_work, iterations))
         if took > 0.02:
             return int(iterations * seconds / took)
         iterations *= 2
