@@ -177,6 +177,14 @@ def test_max_tasks_per_worker_recycles_workers(start_method: Any) -> None:
     assert [pids.count(p) for p in dict.fromkeys(pids)] == [2, 2, 2]
 
 
+def test_no_worker_runs_more_than_max_tasks(start_method: Any) -> None:
+    pf = parallel(funcs.pid, workers=2, start_method=start_method, max_tasks_per_worker=3)
+    pids = pf.map(range(20))
+    counts = [pids.count(p) for p in set(pids)]
+    assert max(counts) <= 3
+    assert len(counts) >= 7
+
+
 def test_raise_stops_the_map_promptly() -> None:
     pf = parallel(funcs.sleep_on, workers=2)
     began = time.monotonic()

@@ -247,7 +247,7 @@ class ProcessPool:
             payload = data if not descriptors else pickle.dumps((TASK_SHM, descriptors, data), PROTOCOL)
         except Exception:
             payload = self._encode_slowly(chunk)
-        worker = self._pick(len(payload))
+        worker = self._pick(len(payload), len(chunk.items))
         if worker is None:
             self._held.append((chunk, payload))
         else:
@@ -277,15 +277,20 @@ class ProcessPool:
             }
         raise Unsendable(errors)
 
-    def _pick(self, size: int) -> _Worker | None:
-        best: _Worker | None = None
-        for w in self._slots:
-            if w is None or w.retiring:
-                continue
-            if best is None or len(w.chunks) < len(best.chunks):
-                best = w
-        if best is None:
+    def _pick(self, size: int, calls: int = 0) -> _Worker | None:
+        """The least busy worker for a message of ``size`` bytes and ``calls`` calls.
+
+        A worker with room for the calls under max_tasks_per_worker comes first; if none
+        has (a batch requeued after a crash), any will do, so that nothing waits forever.
+        None means: wait for a worker to be free (the message is too big to queue).
+        """
+        live = [w for w in self._slots if w is not None and not w.retiring]
+        if self._max_tasks is not None:
+            fits = [w for w in live if w.calls + calls <= self._max_tasks]
+            live = fits or live
+        if not live:
             return None
+        best = min(live, key=lambda w: len(w.chunks))
         if best.chunks and size + len(self._setup) > best.capacity // 2:
             return None  # would block on a busy worker: wait for an idle one
         return best
@@ -391,7 +396,7 @@ class ProcessPool:
     def _dispatch_held(self) -> None:
         while self._held:
             chunk, payload = self._held[0]
-            worker = self._pick(len(payload))
+            worker = self._pick(len(payload), len(chunk.items))
             if worker is None:
                 return
             self._held.popleft()
