@@ -246,6 +246,13 @@ class _Run:
         return chunk.start, [self.fail(error, chunk, 0, event.worker, note=False)]
 
 
+def _importing_main_in_a_worker() -> bool:
+    """True while multiprocessing bootstraps a spawned child (it re-imports __main__)."""
+    import multiprocessing
+
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
 def execute(
     fn: Callable[..., Any],
     ref: Any,
@@ -263,6 +270,13 @@ def execute(
     chunks may be out, done or not, before the oldest is yielded), else as they finish.
     Each block has one value per item: the result, a `Failure`, or `SKIPPED`.
     """
+    if _importing_main_in_a_worker():
+        raise RuntimeError(
+            "fanmap: a parallel map was started while a new worker process was importing "
+            "the main script (the 'spawn' and 'forkserver' start methods import it again in "
+            "every worker). Put the code that starts maps under "
+            '`if __name__ == "__main__":`, or use start_method="fork".'
+        )
     backend = get_backend("serial" if _pools.in_worker() else options.backend)
     state = options.state.objects() if options.state is not None else {}
     if state and not getattr(backend, "shares_memory", False):

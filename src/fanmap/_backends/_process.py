@@ -98,6 +98,7 @@ class _Worker:
         "index",
         "label",
         "process",
+        "replied",
         "replies",
         "retiring",
         "sentinel",
@@ -129,6 +130,7 @@ class _Worker:
         self.started = 0.0
         self.calls = 0
         self.retiring = False
+        self.replied = False  # has it ever answered? (a worker that never did failed to start)
 
     def send(self, payload: bytes) -> None:
         self.tasks.send_bytes(payload)
@@ -355,6 +357,7 @@ class ProcessPool:
             _log(message[1])
             return True
         results, captured, elapsed = message
+        worker.replied = True
         chunk = worker.chunks.popleft()
         worker.started = time.monotonic()
         errors = None
@@ -379,6 +382,12 @@ class ProcessPool:
         if timeout is None:
             code = worker.kill()
             reason = f"{worker.label} {_death(code)}"
+            if not worker.replied and self._context.get_start_method() != "fork":
+                reason += (
+                    " as it started (see its error above: with 'spawn' or 'forkserver' workers "
+                    "import the main script again, so the code that starts maps belongs under "
+                    '`if __name__ == "__main__":`)'
+                )
             kind = "crash"
         else:
             code = worker.terminate()
