@@ -38,7 +38,7 @@ from ._serialize import short_repr
 __all__ = ["SKIPPED", "Source", "execute"]
 
 _TARGET: Final = 0.01  # seconds of work per chunk for fast calls
-_SLOW: Final = 0.002  # calls slower than this go one per chunk
+_SLOW: Final = 0.01  # calls slower than this go one per chunk
 _PREFETCH_BELOW: Final = 0.005  # queue a second chunk per worker below this chunk time
 _GROWTH: Final = 64
 _MAX_ITEMS: Final = 1 << 16  # items per chunk at most: bounds what a window holds
