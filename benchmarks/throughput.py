@@ -1,6 +1,6 @@
 """Per-call throughput of a tiny function: fanmap against multiprocessing.Pool.map.
 
-Run: .venv/bin/python -m benchmarks.throughput [--items N] [--repeats R] [--workers W]
+Run: .venv/bin/python -m benchmarks.throughput [--items N] [--repeats R] [--workers W] [--list]
 
 Both run 2 workers with fork on the same input; contenders are interleaved and the
 median of the repeats is reported, warm (pool already started) and including start.
@@ -24,9 +24,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--list", action="store_true", help="map over a list instead of a range")
     args = parser.parse_args()
     n, workers = args.items, args.workers
-    items = range(n)
+    items: range | list[int] = list(range(n)) if args.list else range(n)
     expected = [x * 2 for x in items]
     fan = parallel(double, workers=workers, start_method="fork")
     ctx = multiprocessing.get_context("fork")
@@ -58,7 +59,10 @@ def main() -> None:
         for name in ("fanmap", "Pool.map"):
             t = median(samples[name])
             rows.append([label, name, f"{t * 1000:.1f} ms", f"{n / t / 1e6:.2f} M/s", f"{best / t:.2f}x"])
-    print(f"{n:,} calls of x * 2 on {workers} workers (fork), median of {args.repeats}; {machine()}")
+    kind = "a list" if args.list else "a range"
+    print(
+        f"{n:,} calls of x * 2 over {kind} on {workers} workers (fork), median of {args.repeats}; {machine()}"
+    )
     print(versions("fanmap"))
     print(table(["pool", "contender", "time", "calls/s", "vs Pool.map"], rows))
 
