@@ -107,8 +107,6 @@ class Chunk:
 
     start: int
     items: Sequence[Any]
-    #: Run on its own because a batch it was part of was lost with its worker.
-    alone: bool = False
 
 
 @dataclasses.dataclass(slots=True)

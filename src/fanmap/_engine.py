@@ -221,7 +221,7 @@ class _Run:
         if len(chunk.items) > 1:
             # Which item killed the worker? Run each alone to find out; no try is counted.
             for pos in reversed(range(len(chunk.items))):
-                self.retry.appendleft(Chunk(chunk.start + pos, chunk.items[pos : pos + 1], alone=True))
+                self.retry.appendleft(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
             return None
         index = chunk.start
         tries = self.attempts.get(index, 0) + 1
@@ -406,5 +406,5 @@ def _unsendable(run: _Run, chunk: Chunk, bad: Unsendable) -> list[tuple[int, lis
                 (chunk.start + pos, [run.fail(bad.errors[pos], chunk, pos, "the caller", note=False)])
             )
         else:
-            run.retry.append(Chunk(chunk.start + pos, chunk.items[pos : pos + 1], alone=True))
+            run.retry.append(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
     return blocks
