@@ -12,10 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def clock() -> float:
-    return time.perf_counter()
-
-
 def timed(fn: Callable[[], Any]) -> float:
     began = time.perf_counter()
     fn()
