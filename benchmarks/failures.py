@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -78,19 +79,24 @@ def _fanmap(case: str, keep: bool) -> tuple[int, str]:
     return ITEMS, ""
 
 
+def _succeeded(results: list[Callable[[], object]]) -> int:
+    """How many of the per-item results can be had without an exception."""
+    kept = 0
+    for result in results:
+        try:
+            result()
+            kept += 1
+        except Exception:
+            pass
+    return kept
+
+
 def _executor(case: str, keep: bool) -> tuple[int, str]:
     timeout = LIMIT + 0.5 if case == "timeout" else None
     with ProcessPoolExecutor(2) as ex:
         if keep:
             futures = [ex.submit(work, case, i) for i in range(ITEMS)]
-            kept = 0
-            for f in futures:
-                try:
-                    f.result(timeout=timeout)
-                    kept += 1
-                except Exception:
-                    pass
-            return kept, ""
+            return _succeeded([functools.partial(f.result, timeout=timeout) for f in futures]), ""
         try:
             list(ex.map(work, [case] * ITEMS, range(ITEMS), timeout=timeout))
         except Exception as exc:
@@ -105,14 +111,7 @@ def _pool(case: str, keep: bool) -> tuple[int, str]:
     with multiprocessing.get_context("fork").Pool(2) as pool:
         if keep:
             handles = [pool.apply_async(work, (case, i)) for i in range(ITEMS)]
-            kept = 0
-            for h in handles:
-                try:
-                    h.get(timeout=timeout)
-                    kept += 1
-                except Exception:
-                    pass
-            return kept, ""
+            return _succeeded([functools.partial(h.get, timeout=timeout) for h in handles]), ""
         try:
             pool.starmap_async(work, [(case, i) for i in range(ITEMS)]).get(timeout=timeout)
         except Exception as exc:
