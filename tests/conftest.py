@@ -28,29 +28,31 @@ START_METHODS = tuple(
 )
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and parent pid, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
 def children(pid: int) -> list[int]:
     """Return the pids of the live (not zombie) children of ``pid``."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None and stat[1] == pid and stat[0] != "Z":
+                found.append(int(entry.name))
     return found
 
 
 def alive(pid: int) -> bool:
     """Whether a process runs (a zombie does not count)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def shm_segments() -> set[str]:
