@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, fina
 
 from ._chunk import ARGS, ONE, STAR, Args
 from ._config import Options, OptionsDict, resolve, validate
+from ._signature import check_call
+from ._signature import signature_of as _signature_of
 from ._engine import SKIPPED, QueueSource, Source, execute
 from ._errors import Failure
 from ._shared import SharedState, check_parameters
@@ -93,6 +95,36 @@ def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
     raise _without_our_frames(error)
 
 
+_UNKNOWN: Any = object()
+
+#: Flags of a code object made by ``async def`` (a coroutine or an async generator).
+_ASYNC_FLAGS = 0x80 | 0x200
+
+
+def _label(fn: Callable[..., Any]) -> str:
+    """A name for messages and progress bars: any callable has one."""
+    if isinstance(fn, functools.partial):
+        return f"partial({_label(fn.func)})"
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return f"{type(fn).__qualname__} object"
+
+
+def _refuse_async(fn: Callable[..., Any]) -> None:
+    inner: Any = fn
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    code = getattr(getattr(inner, "__wrapped__", inner), "__code__", None)
+    if code is not None and code.co_flags & _ASYNC_FLAGS:
+        name = _label(fn)
+        raise TypeError(
+            f"{name} is an async def function; fanmap runs plain functions only, and its "
+            f"maps would return coroutines nobody awaits. Wrap it in a plain function "
+            f"that runs it: def run(x): return asyncio.run({name}(x)), then map run"
+        )
+
+
 @final
 class ParallelFunction(Generic[P, R]):
     """A function that still runs as itself when called, and also maps in parallel.
@@ -121,6 +153,7 @@ class ParallelFunction(Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
+        _refuse_async(fn)
         if isinstance(fn, ParallelFunction):
             root = fn._root
             options = {**fn._options, **options}
@@ -135,7 +168,12 @@ class ParallelFunction(Generic[P, R]):
         self._root: Any = self if root is None else root
         self._submit_lock = threading.Lock()
         self._submitter: _Submitter | None = None
+        self._signature: Any = _UNKNOWN
         functools.update_wrapper(self, fn)
+        label = _label(fn)
+        for attribute in ("__name__", "__qualname__"):
+            if not isinstance(getattr(self, attribute, None), str):
+                setattr(self, attribute, label)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the plain function in the caller, as if it were not decorated."""
@@ -153,6 +191,21 @@ class ParallelFunction(Generic[P, R]):
         if self._state is None:
             raise AttributeError(f"{self.__name__} has no shared state; add it with @shared_state(name=...)")
         return self._state
+
+    @property
+    def workers(self) -> int:
+        """How many workers a map of this function uses now.
+
+        Resolved from its options, the enclosing `fanmap.config` and the
+        ``FANMAP_WORKERS`` environment variable, else the usable CPUs (affinity and
+        cgroup quota aware). The serial backend runs one call at a time whatever it says.
+
+        Examples:
+            >>> from fanmap import parallel
+            >>> parallel(abs, workers=3).workers
+            3
+        """
+        return self._resolve().workers
 
     def _with_state(self, state: SharedState) -> ParallelFunction[P, R]:
         check_parameters(self._fanmap_fn, list(state.objects()))
@@ -214,13 +267,29 @@ class ParallelFunction(Generic[P, R]):
         """
         return ParallelFunction(self._fanmap_fn, {**self._options, **options}, self._root, self._state)
 
-    def _plan(self, iterables: tuple[Iterable[Any], ...], what: str) -> tuple[int, Iterable[Any]]:
+    def _check_call(self, positional: int | None, kwargs: dict[str, Any], what: str) -> None:
+        """Refuse, before any work, keywords and counts the function's signature rules out."""
+        if self._signature is _UNKNOWN:
+            self._signature = _signature_of(self._fanmap_fn)
+        check_call(
+            self._signature,
+            self.__name__,
+            positional,
+            kwargs,
+            list(self._state.objects()) if self._state is not None else [],
+            what,
+        )
+
+    def _plan(
+        self, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str
+    ) -> tuple[int, Iterable[Any]]:
         if not iterables:
             raise TypeError(f"{what}() needs at least one iterable")
         for i, iterable in enumerate(iterables, 1):
             _check_iterable(
                 iterable, f"argument {i} of {what}()" if len(iterables) > 1 else f"the argument of {what}()"
             )
+        self._check_call(len(iterables), kwargs, what)
         if len(iterables) == 1:
             return ONE, iterables[0]
         return STAR, zip(*iterables, strict=False)
@@ -252,7 +321,7 @@ class ParallelFunction(Generic[P, R]):
             >>> pow_.map([2, 3], [5, 2])
             [32, 9]
         """
-        mode, items = self._plan(iterables, "map")
+        mode, items = self._plan(iterables, kwargs, "map")
         return self._collect(mode, items, kwargs)
 
     def starmap(self, iterable: Iterable[Iterable[Any] | Args], **kwargs: Any) -> list[R]:
@@ -272,6 +341,7 @@ class ParallelFunction(Generic[P, R]):
             [32, 9]
         """
         _check_iterable(iterable, "the argument of starmap()")
+        self._check_call(None, kwargs, "starmap")
         return self._collect(ARGS, iterable, kwargs)
 
     def _collect(self, mode: int, items: Iterable[Any], kwargs: dict[str, Any]) -> list[R]:
@@ -294,7 +364,7 @@ class ParallelFunction(Generic[P, R]):
     def _lazy(
         self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str
     ) -> Iterator[R]:
-        mode, items = self._plan(iterables, what)
+        mode, items = self._plan(iterables, kwargs, what)
         options = self._resolve({"ordered": ordered})
         window = max(64, 8 * options.workers)
         return _stream(self._run(mode, Source(items), kwargs, options, window))

@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from ._serialize import describe, short_repr
+
 __all__ = [
     "ARGS",
     "ONE",
@@ -149,6 +151,12 @@ def call_args(mode: int, item: Any, kwargs: dict[str, Any]) -> tuple[tuple[Any, 
         return (item,), kwargs
     if type(item) is Args:
         return item.args, {**kwargs, **item.kwargs} if kwargs else item.kwargs
+    if isinstance(item, str | bytes) or not hasattr(item, "__iter__"):
+        raise TypeError(
+            f"starmap() takes one tuple of arguments (or fanmap.Args) per item, "
+            f"and this item is {describe(item)}: {short_repr(item)}; "
+            f"to call the function with it as the only argument, use map()"
+        )
     return tuple(item), kwargs
 
 
@@ -162,6 +170,12 @@ def _from_the_call(error: BaseException) -> BaseException:
 
 def _call_one(spec: RunSpec, item: Any, first: Exception) -> tuple[Any, BaseException | None]:
     """Retry one failed item as the spec says; return its value or its last error."""
+    if spec.mode != ONE:
+        try:
+            call_args(spec.mode, item, spec.kwargs)
+        except TypeError as exc:  # not a tuple of arguments: trying again cannot help
+            exc.__context__ = None
+            return None, exc.with_traceback(None)
     error: Exception = first
     for _ in range(spec.retries):
         if not isinstance(error, spec.retry_on):

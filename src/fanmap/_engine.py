@@ -172,8 +172,16 @@ class _Sizer:
         return 1  # near the end (or no end in sight): give work only to a free worker
 
 
+def _arguments(spec: RunSpec, item: Any, kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments an item stands for; a starmap item that is not a tuple, as itself."""
+    try:
+        return call_args(spec.mode, item, kwargs)
+    except TypeError:
+        return (item,), kwargs
+
+
 def _describe_call(spec: RunSpec, item: Any) -> str:
-    args, kwargs = call_args(spec.mode, item, {})
+    args, kwargs = _arguments(spec, item, {})
     parts = [short_repr(a) for a in args] + [f"{k}={short_repr(v)}" for k, v in kwargs.items()]
     return f"({', '.join(parts)})" if len(parts) != 1 else f"({parts[0]},)" if not kwargs else f"({parts[0]})"
 
@@ -203,7 +211,7 @@ class _Run:
             raise error
         if policy == "skip":
             return SKIPPED
-        args, kwargs = call_args(self.spec.mode, item, {})
+        args, kwargs = _arguments(self.spec, item, self.spec.kwargs)
         return Failure(error, index, args, dict(kwargs))
 
     def done(self, event: Done) -> tuple[int, list[Any]]:

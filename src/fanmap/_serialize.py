@@ -1,7 +1,8 @@
 """Pickling for the trip to and from a worker, and messages that name what failed.
 
 The standard pickler is tried first because it is the fastest; cloudpickle takes over
-for what it cannot do by reference (lambdas, closures, functions of ``__main__``).
+for what it cannot do by reference (lambdas, closures, and everything of ``__main__``:
+see `_mainmod`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import pickle
 import reprlib
 from typing import Any
 
-__all__ = ["describe", "dumps", "dumps_function", "find_unpicklable", "short_repr"]
+__all__ = ["PROTOCOL", "describe", "dumps", "dumps_function", "find_unpicklable", "short_repr"]
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
+from ._mainmod import PROTOCOL
+from ._mainmod import dumps as dumps
 
 _repr = reprlib.Repr()
 _repr.maxstring = 40
@@ -36,23 +38,9 @@ def describe(obj: object) -> str:
     return f"{article} {name} object"
 
 
-def dumps(obj: object) -> bytes:
-    """Pickle ``obj``, falling back to cloudpickle for what pickles only by value."""
-    try:
-        return pickle.dumps(obj, PROTOCOL)
-    except Exception:
-        import cloudpickle
-
-        blob: bytes = cloudpickle.dumps(obj, PROTOCOL)
-        return blob
-
-
 def dumps_function(fn: object) -> bytes:
     """Pickle a function to send to workers: by reference when importable."""
-    import cloudpickle
-
-    blob: bytes = cloudpickle.dumps(fn, PROTOCOL)
-    return blob
+    return dumps(fn)
 
 
 def _picklable(obj: object) -> BaseException | None:
@@ -63,26 +51,53 @@ def _picklable(obj: object) -> BaseException | None:
     return None
 
 
-def find_unpicklable(values: Any) -> tuple[int | str, object, BaseException] | None:
-    """Find the first positional or keyword value of a call that cannot be pickled.
+def find_unpicklable(
+    args: tuple[Any, ...], kwargs: dict[str, Any], names: list[str] | None = None
+) -> tuple[str, object, BaseException] | None:
+    """Find the first argument of a call that cannot be pickled.
 
     Args:
-        values: A tuple of positional arguments, or a ``(args, kwargs)`` pair.
+        args: The positional arguments.
+        kwargs: The keyword arguments.
+        names: The function's positional parameter names, if known.
 
     Returns:
-        ``(position, value, error)`` with a 1-based position or a keyword name, or
-        ``None`` when every value pickles.
+        ``(what, value, error)``, where ``what`` names the argument for a message
+        (``"argument b"``, ``"argument at position 2"``, ``"keyword argument b="``),
+        or ``None`` when every value pickles.
     """
-    if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], dict):
-        args, kwargs = values
-    else:
-        args, kwargs = values, {}
-    for position, value in enumerate(args, 1):
+    for position, value in enumerate(args):
         error = _picklable(value)
         if error is not None:
-            return position, value, error
+            if names is not None and position < len(names):
+                return f"argument {names[position]}", value, error
+            return f"argument at position {position} (counting from 0)", value, error
     for name, value in kwargs.items():
         error = _picklable(value)
         if error is not None:
+            return f"keyword argument {name}=", value, error
+    return None
+
+
+def find_unpicklable_capture(fn: Any) -> tuple[str, object, BaseException] | None:
+    """Find a variable a function captures (closure or global) that cannot be pickled."""
+    fn = getattr(fn, "__wrapped__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    for name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        error = _picklable(value)
+        if error is not None:
             return name, value, error
+    globals_ = getattr(fn, "__globals__", {})
+    for name in code.co_names:
+        if name in globals_:
+            value = globals_[name]
+            error = _picklable(value)
+            if error is not None:
+                return name, value, error
     return None

@@ -30,7 +30,7 @@ from ._errors import SharedStateError
 
 if TYPE_CHECKING:
     import multiprocessing.managers
-    from multiprocessing.synchronize import Lock as LockType
+    from multiprocessing.synchronize import RLock as LockType
 
 __all__ = ["Array", "Dict", "List", "Queue", "SharedState", "Value", "shared_state", "stop_manager"]
 
@@ -74,11 +74,15 @@ class _Locked:
 
     @property
     def lock(self) -> LockType:
-        """The object's lock: ``with x.lock:`` makes a compound update atomic."""
+        """The object's lock: ``with x.lock:`` makes a compound update atomic.
+
+        It is reentrant: inside ``with x.lock:``, reading and setting ``x.value`` (or an
+        element of an Array), ``x.add`` and ``x.update`` take it again without waiting.
+        """
         if self._lock is None:
             with _init_lock:
                 if self._lock is None:
-                    self._lock = _SPAWN.Lock()
+                    self._lock = _SPAWN.RLock()
         return self._lock
 
     def _prepare(self) -> None:

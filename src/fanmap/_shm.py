@@ -55,6 +55,11 @@ class Outbound:
             return False
 
         data = pickle.dumps(obj, 5, buffer_callback=place)
+        if b"__main__" in data:  # names something of __main__, which workers lack: by value
+            from ._mainmod import dumps_by_value
+
+            descriptors.clear()
+            data = dumps_by_value(obj, place, 5)
         return data, descriptors
 
     def _segment_for(self, view: memoryview) -> Descriptor:

@@ -4,18 +4,27 @@ tblib turns a traceback into plain data and back. It is used only here, explicit
 and never installed globally: the user's own pickling is left as it was.
 
 An exception travels as a dict: the pickled exception (without its traceback), the
-traceback as tblib data, the formatted text (for a ``RemoteError`` if rebuilding
-fails), and the same again for its ``__cause__`` and ``__context__``.
+traceback as tblib data with each frame's column positions, the formatted text (for a
+``RemoteError`` if rebuilding fails), and the same again for its ``__cause__`` and
+``__context__``.
+
+Each rebuilt frame is a tiny code object that raises at the frame's line (tblib's
+method); its line table is written here so that it also carries the frame's columns,
+and the ``^^^^`` markers Python prints under a source line sit where they would have
+in the worker (or are left out when the columns are not known).
 """
 
 from __future__ import annotations
 
+import itertools
 import pickle
+import sys
 import traceback
+import types
 from typing import Any
 
 from ._errors import RemoteError
-from ._serialize import PROTOCOL
+from ._mainmod import dumps
 
 __all__ = ["capture", "rebuild"]
 
@@ -42,7 +51,7 @@ def capture(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
         "context_is_cause": exc.__context__ is not None and exc.__context__ is exc.__cause__,
     }
     try:
-        blob = pickle.dumps(exc, PROTOCOL)
+        blob = dumps(exc)
         pickle.loads(blob)  # an exception that cannot be rebuilt is caught here, not later
         data["exc"] = blob
     except Exception as err:
@@ -54,6 +63,7 @@ def capture(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
             data["tb"] = Traceback(exc.__traceback__).as_dict()
         except Exception:  # pragma: no cover - tblib copes with every real frame
             data["tb"] = None
+        data["positions"] = _positions(exc.__traceback__)
     if _depth < _MAX_CHAIN:
         if exc.__cause__ is not None:
             data["cause"] = capture(exc.__cause__, _depth + 1)
@@ -76,7 +86,7 @@ def rebuild(data: dict[str, Any]) -> BaseException:
             if data["tb"] is not None:
                 from tblib import Traceback
 
-                exc = exc.with_traceback(Traceback.from_dict(data["tb"]).as_traceback())
+                exc = exc.with_traceback(_as_traceback(Traceback.from_dict(data["tb"]), data.get("positions")))
     if data["cause"] is not None:
         exc.__cause__ = rebuild(data["cause"])
     if data["context"] is not None:
@@ -85,3 +95,89 @@ def rebuild(data: dict[str, Any]) -> BaseException:
         exc.__context__ = exc.__cause__
     exc.__suppress_context__ = data["suppress_context"]
     return exc
+
+
+Position = tuple[int | None, int | None, int | None, int | None]
+
+
+def _positions(tb: types.TracebackType | None) -> list[Position | None]:
+    """(line, end line, column, end column) of the instruction each frame was at."""
+    out: list[Position | None] = []
+    while tb is not None:
+        found: Position | None = None
+        try:
+            unit = tb.tb_lasti // 2
+            found = next(itertools.islice(tb.tb_frame.f_code.co_positions(), unit, unit + 1), None)
+        except Exception:  # pragma: no cover - an odd code object: no columns then
+            found = None
+        out.append(found)
+        tb = tb.tb_next
+    return out
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 64:
+        out.append(64 | (value & 63))
+        value >>= 6
+    out.append(value)
+    return bytes(out)
+
+
+def _line_table(units: int, position: Position | None, line: int) -> bytes:
+    """A line table (PEP 626, 3.11+ format) giving every code unit one position."""
+    table = bytearray()
+    usable = (
+        position is not None
+        and position[0] == line
+        and None not in position
+        and position[1] is not None
+        and position[1] >= line
+    )
+    while units > 0:
+        length = min(units, 8)
+        units -= length
+        if usable:
+            assert position is not None
+            _, end_line, col, end_col = position
+            assert end_line is not None and col is not None and end_col is not None
+            table.append(0x80 | (14 << 3) | (length - 1))  # long form: lines and columns
+            table += _varint(0) + _varint(end_line - line) + _varint(col + 1) + _varint(end_col + 1)
+        else:
+            table.append(0x80 | (13 << 3) | (length - 1))  # a line, no columns
+            table += _varint(0)
+    return bytes(table)
+
+
+_STUB = compile("raise __traceback_maker", "<string>", "exec")
+
+
+def _as_traceback(tb: Any, positions: list[Position | None] | None) -> types.TracebackType | None:
+    """tblib's ``as_traceback``, with each frame's columns (or none) in its line table."""
+    top: types.TracebackType | None = None
+    last: types.TracebackType | None = None
+    units = len(_STUB.co_code) // 2
+    for i in itertools.count():
+        if not tb:
+            break
+        f_code = tb.tb_frame.f_code
+        position = positions[i] if positions is not None and i < len(positions) else None
+        code = _STUB.replace(
+            co_firstlineno=tb.tb_lineno,
+            co_filename=f_code.co_filename,
+            co_name=f_code.co_name,
+            co_linetable=_line_table(units, position, tb.tb_lineno),
+        )
+        try:
+            exec(code, dict(tb.tb_frame.f_globals), dict(tb.tb_frame.f_locals))
+        except NameError:
+            made = sys.exc_info()[2]
+            assert made is not None
+            entry = made.tb_next
+            if top is None:
+                top = entry
+            if last is not None:
+                last.tb_next = entry
+            last = entry
+        tb = tb.tb_next
+    return top

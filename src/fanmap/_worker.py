@@ -36,7 +36,7 @@ from typing import Any, Final
 from . import _pools
 from ._chunk import RunSpec, call_chunk
 from ._errors import SerializationError
-from ._serialize import PROTOCOL, describe
+from ._serialize import PROTOCOL, describe, dumps
 from ._shm import Inbound
 from ._traceback import capture
 
@@ -135,14 +135,14 @@ def _load_spec(message: tuple[Any, ...], state: dict[str, Any], inbound: Inbound
 def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed: float) -> bytes:
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
     try:
-        return pickle.dumps((results, captured, elapsed), PROTOCOL)
+        return dumps((results, captured, elapsed))
     except Exception:
         pass
     # Some result cannot be pickled: fail just those items, with a message naming them.
     captured = dict(captured or {})
     for pos, value in enumerate(results):
         try:
-            pickle.dumps(value, PROTOCOL)
+            dumps(value)
         except Exception as exc:
             error = SerializationError(
                 f"cannot pickle the result ({describe(value)}: {exc}); return plain data "
@@ -150,7 +150,7 @@ def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed:
             )
             captured[pos] = capture(error)
             results[pos] = None
-    return pickle.dumps((results, captured, elapsed), PROTOCOL)
+    return dumps((results, captured, elapsed))
 
 
 def worker_main(

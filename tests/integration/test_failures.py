@@ -129,7 +129,7 @@ def test_timeout_also_stops_the_workers_children(tmp_path: Path, start_method: A
 def test_unpicklable_argument_names_item_and_position(start_method: Any) -> None:
     pf = parallel(funcs.add, workers=1, start_method=start_method)
     gen = (i for i in range(3))
-    with pytest.raises(SerializationError, match=r"argument 2 of item 1 \(a generator object") as info:
+    with pytest.raises(SerializationError, match=r"argument b of item 1 \(a generator object") as info:
         pf.map([1, 2, 3], [0, gen, 0])
     assert 'backend="thread"' in str(info.value)
     assert info.value.__context__ is None  # no pickler internals chained onto it

@@ -183,26 +183,3 @@ def test_workers_exit_when_the_caller_is_killed(tmp_path: Path, start_method: An
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
     assert not any(alive(p) for p in pids), "workers outlived their killed caller"
-
-
-UNGUARDED = """
-    import sys
-    from fanmap import parallel
-
-    @parallel(workers=2, start_method=sys.argv[1])
-    def square(x):
-        return x * x
-
-    print(square.map(range(5)))
-"""
-
-
-@pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_a_script_without_the_main_guard_is_told_what_to_do(tmp_path: Path, method: str) -> None:
-    proc = _run_script(tmp_path, UNGUARDED, method)
-    _, err = _communicate(proc, 120)
-    assert proc.returncode != 0
-    assert "while a new worker process was importing the main script" in err
-    assert "WorkerCrashedError" in err
-    assert "as it started" in err
-    assert 'if __name__ == "__main__":' in err

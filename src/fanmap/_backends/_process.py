@@ -35,10 +35,18 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Final
 
 from .. import _pools
-from .._chunk import Chunk, Done, Event, Lost, RunSpec
+from .._chunk import Chunk, Done, Event, Lost, RunSpec, call_args
 from .._config import Options, cpu_count
 from .._errors import SerializationError
-from .._serialize import PROTOCOL, describe, dumps, dumps_function, find_unpicklable
+from .._serialize import (
+    PROTOCOL,
+    describe,
+    dumps,
+    dumps_function,
+    find_unpicklable,
+    find_unpicklable_capture,
+)
+from .._mainmod import without_main
 from .._shm import Outbound
 from .._traceback import rebuild
 from .._worker import LOG, SETUP, TASK, TASK_SHM, WHOLE_CHUNK, worker_main
@@ -120,7 +128,8 @@ class _Worker:
             args=(tasks_r, replies_w, blas_threads, _pools.IDLE_TIMEOUT, state),
             name=f"fanmap-worker-{index}",
         )
-        self.process.start()
+        with without_main():
+            self.process.start()
         tasks_r.close()
         replies_w.close()
         self.sentinel: int = self.process.sentinel
@@ -179,6 +188,33 @@ def _unpicklable_keyword(kwargs: dict[str, Any]) -> SerializationError:
     return SerializationError("cannot pickle the keyword arguments given to the map")  # pragma: no cover
 
 
+def _unpicklable_function(fn: Any, exc: BaseException) -> SerializationError:
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    captured = find_unpicklable_capture(fn)
+    if captured is not None:
+        var, value, error = captured
+        return SerializationError(
+            f"cannot pickle the function {name}: it uses {var}, {describe(value)}, which "
+            f"cannot be pickled ({error}); create {var} inside the function (or once per "
+            f'worker), pass plain data, or use backend="thread"'
+        )
+    return SerializationError(
+        f"cannot pickle the function {name} ({describe(fn)}: {exc}); "
+        f'define it at module level, or use backend="thread"'
+    )
+
+
+def _positional_names(fn: Any) -> list[str] | None:
+    from .._signature import signature_of
+
+    signature = signature_of(fn)
+    if signature is None:
+        return None
+    return [
+        n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+
+
 class ProcessPool:
     """Worker processes started with one start method, restarted as needed."""
 
@@ -190,6 +226,8 @@ class ProcessPool:
         self._state: dict[str, Any] = options.state.prepare() if options.state is not None else {}
         self._slots: list[_Worker | None] = [None] * options.workers
         self._setup = b""
+        self._mode = 0
+        self._fn: Any = None
         self._timeout: float | None = None
         self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
         self._backlog: list[Event] = []
@@ -206,11 +244,9 @@ class ProcessPool:
         try:
             fn_blob = dumps_function(spec.ref)
         except Exception as exc:
-            name = getattr(spec.fn, "__qualname__", repr(spec.fn))
-            raise SerializationError(
-                f"cannot pickle the function {name} ({describe(spec.fn)}: {exc}); "
-                f'define it at module level, or use backend="thread"'
-            ) from None
+            raise _unpicklable_function(spec.fn, exc) from None
+        self._mode = spec.mode
+        self._fn = spec.fn
         run = (spec.mode, spec.kwargs, spec.fail_fast, spec.retries, spec.retry_on, spec.timeout)
         try:
             rest, descriptors = self._outbound.dumps(run)
@@ -261,12 +297,16 @@ class ProcessPool:
         except Exception:
             pass
         errors: dict[int, SerializationError] = {}
+        names = _positional_names(self._fn)
         for pos, item in enumerate(chunk.items):
-            found = find_unpicklable(item if isinstance(item, tuple) else (item,))
+            try:
+                args, kwargs = call_args(self._mode, item, {})
+            except TypeError:
+                args, kwargs = (item,), {}
+            found = find_unpicklable(args, kwargs, names)
             if found is None:
                 continue
-            where, value, exc = found
-            what = f"keyword argument {where}=" if isinstance(where, str) else f"argument {where}"
+            what, value, exc = found
             error = SerializationError(
                 f"cannot pickle {what} of item {chunk.start + pos} ({describe(value)}: {exc}); "
                 f'pass plain data or use backend="thread"'
@@ -382,12 +422,8 @@ class ProcessPool:
         if timeout is None:
             code = worker.kill()
             reason = f"{worker.label} {_death(code)}"
-            if not worker.replied and self._context.get_start_method() != "fork":
-                reason += (
-                    " as it started (see its error above: with 'spawn' or 'forkserver' workers "
-                    "import the main script again, so the code that starts maps belongs under "
-                    '`if __name__ == "__main__":`)'
-                )
+            if not worker.replied:
+                reason += " as it started (see its error above, if any)"
             kind = "crash"
         else:
             code = worker.terminate()
