@@ -366,7 +366,7 @@ class ParallelFunction(Generic[P, R]):
     ) -> Iterator[R]:
         mode, items = self._plan(iterables, kwargs, what)
         options = self._resolve({"ordered": ordered})
-        window = max(64, 8 * options.workers)
+        window = max(16, 4 * options.workers)
         return _stream(self._run(mode, Source(items), kwargs, options, window))
 
     def imap(self, *iterables: Iterable[Any], **kwargs: Any) -> Iterator[R]:

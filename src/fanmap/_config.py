@@ -41,6 +41,7 @@ class OptionsDict(TypedDict, total=False):
     progress: bool | Callable[[int, int | None], object]
     start_method: StartMethod
     max_tasks_per_worker: int | None
+    buffersize: int | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Options:
     progress: Any
     start_method: str
     max_tasks_per_worker: int | None
+    buffersize: int | None
     #: The function's shared objects (``@shared_state``); not an option users set.
     state: Any = None
 
@@ -123,7 +125,7 @@ def validate(options: Mapping[str, Any]) -> dict[str, Any]:
         elif name == "ordered":
             if not isinstance(value, bool):
                 raise TypeError(f"ordered must be True or False, not {value!r}")
-        elif name in ("chunksize", "max_tasks_per_worker"):
+        elif name in ("chunksize", "max_tasks_per_worker", "buffersize"):
             if value is not None:
                 _positive_int(name, value, minimum=1)
         elif name == "timeout":
@@ -187,6 +189,7 @@ def resolve(*layers: Mapping[str, Any]) -> Options:
         "progress": False,
         "start_method": None,
         "max_tasks_per_worker": None,
+        "buffersize": None,
     }
     merged.update(_environment())
     merged.update(_context.get())

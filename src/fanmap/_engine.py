@@ -47,6 +47,10 @@ _FLOOR: Final = 0.002  # seconds of work below which a chunk is not shrunk furth
 _SHARE: Final = 2  # a chunk holds at most 1 / (_SHARE * workers) of what is left
 _ENDGAME: Final = 4  # within this many chunks per worker of the end, queue nothing
 _LIVE_POLL: Final = 0.005  # how often a live source is checked while work is in flight
+#: Pickled input read ahead and not yet handed back, at most (when no buffersize is set).
+_BYTES_AHEAD: Final = 64 << 20
+#: Items per chunk at most in a lazy run (imap): what a generator is read ahead stays small.
+_LAZY_MAX_ITEMS: Final = 1024
 
 
 class _Skipped:
@@ -196,10 +200,46 @@ class _Run:
         self.options = options
         self.source = source
         self.window = window
+        self.lazy = False
         self.retry: deque[Chunk] = deque()
         self.attempts: dict[int, int] = {}
         self.in_flight = 0
         self.reporter = open_reporter(options.progress, source.total, label)
+        #: Items handed back to the consumer so far (with `position`: items read ahead).
+        self.handed = 0
+        #: Pickled bytes of the chunks in flight, by chunk start, and their sum.
+        self.chunk_bytes: dict[int, int] = {}
+        self.bytes_out = 0
+        self.sent_items = 0
+        self.sent_bytes = 0
+
+    def sent(self, chunk: Chunk, size: int | None) -> None:
+        if size is None:
+            return
+        self.chunk_bytes[chunk.start] = self.chunk_bytes.get(chunk.start, 0) + size
+        self.bytes_out += size
+        self.sent_items += len(chunk.items)
+        self.sent_bytes += size
+
+    def back(self, chunk: Chunk) -> None:
+        self.bytes_out -= self.chunk_bytes.pop(chunk.start, 0)
+
+    def read_limit(self, position: int) -> int | None:
+        """The most new items to read now (None: no limit); 0 means wait for results."""
+        limits: list[int] = []
+        if self.options.buffersize is not None:
+            limits.append(self.options.buffersize - (position - self.handed))
+        if self.sent_items:
+            per_item = max(1.0, self.sent_bytes / self.sent_items)
+            limits.append(int((_BYTES_AHEAD - self.bytes_out) / per_item))
+        if self.window is not None or self.lazy:
+            limits.append(_LAZY_MAX_ITEMS)
+        if not limits:
+            return None
+        limit = min(limits)
+        if limit <= 0 and self.in_flight == 0:
+            return 1  # nothing in flight: always make progress
+        return max(0, limit)
 
     def fail(self, error: BaseException, chunk: Chunk, pos: int, worker: str, note: bool) -> Any:
         index = chunk.start + pos
@@ -313,6 +353,7 @@ def execute(
         state=state,
     )
     run = _Run(spec, options, source, window if options.ordered else None, label)
+    run.lazy = window is not None
     try:
         with _pools.lease(backend, options) as pool:
             yield from _drive(run, pool, first)
@@ -364,7 +405,13 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                     chunk = run.retry.popleft()
                 else:
                     if staged is None and not exhausted:
-                        size = sizer.size(position, pool.limit())
+                        allowed = run.read_limit(position)
+                        if allowed == 0:
+                            break  # read far enough ahead: wait for results to be handed back
+                        limit = pool.limit()
+                        if allowed is not None:
+                            limit = allowed if limit is None else min(limit, allowed)
+                        size = sizer.size(position, limit)
                         staged = run.source.take(size, block=run.in_flight == 0)
                         exhausted = staged is None
                     if not staged:
@@ -374,11 +421,12 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                     position += len(staged)
                     staged = None
                 try:
-                    pool.submit(chunk)
+                    size = pool.submit(chunk)
                 except Unsendable as exc:
                     bad = exc
                 else:
                     run.in_flight += 1
+                    run.sent(chunk, size)
                     continue
                 # Handled outside the except clause: a raised SerializationError must not
                 # carry the pickler's failure as its context.
@@ -389,6 +437,7 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                 continue  # a live source had nothing yet: ask it again, blocking
             for event in pool.wait(_LIVE_POLL if live and not exhausted else None):
                 run.in_flight -= 1
+                run.back(event.chunk)
                 if isinstance(event, Done):
                     sizer.measure(len(event.results), event.elapsed)
                     ready.append(run.done(event))
@@ -399,7 +448,9 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
             for start, values in ready:
                 if reporter is not None:
                     reporter.advance(len(values))
-                yield from orderer.push(start, values)
+                for block in orderer.push(start, values):
+                    run.handed += len(block[1])
+                    yield block
         finished = True
     finally:
         pool.end(abort=not finished)

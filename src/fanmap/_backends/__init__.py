@@ -57,8 +57,12 @@ class Pool(Protocol):
         """The most items the next chunk may hold (``max_tasks_per_worker``), if any."""
         ...
 
-    def submit(self, chunk: Chunk) -> None:
-        """Start a chunk (or queue it behind a running one). Raises `Unsendable`."""
+    def submit(self, chunk: Chunk) -> int | None:
+        """Start a chunk (or queue it behind a running one). Raises `Unsendable`.
+
+        Returns the size of the chunk's pickled items in bytes, where they are pickled
+        (the engine bounds what it reads ahead by it), else None.
+        """
         ...
 
     def wait(self, timeout: float | None) -> list[Event]:

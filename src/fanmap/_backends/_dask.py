@@ -118,10 +118,11 @@ class DaskPool:
     def limit(self) -> int | None:
         return None
 
-    def submit(self, chunk: Chunk) -> None:
+    def submit(self, chunk: Chunk) -> int | None:
         future = self._client.submit(run_chunk, self._spec, self._kwargs, chunk.items, pure=False)
         self._futures[future] = (chunk, time.monotonic())
         future.add_done_callback(self._finished.put)
+        return None
 
     def wait(self, timeout: float | None) -> list[Event]:
         if not self._futures:

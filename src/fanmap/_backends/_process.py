@@ -279,10 +279,12 @@ class ProcessPool:
         worker = self._pick(0)
         return max(1, self._max_tasks - worker.calls) if worker is not None else 1
 
-    def submit(self, chunk: Chunk) -> None:
+    def submit(self, chunk: Chunk) -> int | None:
+        shared = 0
         try:
             data, descriptors = self._outbound.dumps((TASK, chunk.start, chunk.items))
             payload = data if not descriptors else pickle.dumps((TASK_SHM, descriptors, data), PROTOCOL)
+            shared = sum(size for _, size in descriptors)
         except Exception:
             payload = self._encode_slowly(chunk)
         worker = self._pick(len(payload), len(chunk.items))
@@ -290,6 +292,7 @@ class ProcessPool:
             self._held.append((chunk, payload))
         else:
             self._send(worker, chunk, payload)
+        return len(payload) + shared
 
     def _encode_slowly(self, chunk: Chunk) -> bytes:
         try:

@@ -37,11 +37,12 @@ class SerialPool:
     def limit(self) -> int | None:
         return None
 
-    def submit(self, chunk: Chunk) -> None:
+    def submit(self, chunk: Chunk) -> int | None:
         assert self._spec is not None
         begun = time.perf_counter()
         results, errors = call_chunk(self._spec, chunk.items)
         self._done.append(Done(chunk, results, errors, time.perf_counter() - begun, "the caller"))
+        return None
 
     def wait(self, timeout: float | None) -> list[Event]:
         done, self._done = self._done, []

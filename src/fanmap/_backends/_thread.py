@@ -71,13 +71,14 @@ class ThreadPool:
     def limit(self) -> int | None:
         return None
 
-    def submit(self, chunk: Chunk) -> None:
+    def submit(self, chunk: Chunk) -> int | None:
         assert self._spec is not None
         thread = min(self._threads, key=lambda t: len(t.chunks))
         if not thread.chunks:
             thread.started = time.monotonic()
         thread.chunks.append(chunk)
         thread.inbox.put((self._spec, chunk))
+        return None
 
     def wait(self, timeout: float | None) -> list[Event]:
         assert self._spec is not None
