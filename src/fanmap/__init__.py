@@ -25,6 +25,7 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SharedStateError as SharedStateError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._pools import shutdown as shutdown
 from ._shared import Array as Array
 from ._shared import Dict as Dict
 from ._shared import List as List
@@ -55,4 +56,5 @@ __all__ = [
     "parallel",
     "pmap",
     "shared_state",
+    "shutdown",
 ]

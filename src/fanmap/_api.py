@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, fina
 
 from ._chunk import ARGS, ONE, STAR, Args
 from ._config import Options, OptionsDict, resolve, validate
-from ._signature import check_call
-from ._signature import signature_of as _signature_of
 from ._engine import SKIPPED, QueueSource, Source, execute
 from ._errors import Failure
 from ._shared import SharedState, check_parameters
+from ._signature import check_call
+from ._signature import signature_of as _signature_of
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -58,7 +58,13 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _without_our_frames(error: BaseException) -> BaseException:
-    """Drop fanmap's own frames from the front of a traceback: the user's remain."""
+    """Drop fanmap's own frames from the front of a traceback: the user's remain.
+
+    A Ctrl-C lands wherever the caller waited (fanmap's frames, then the standard
+    library's): none of those frames says anything to the user, so all are dropped.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        return error.with_traceback(None)
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
@@ -85,7 +91,7 @@ def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
             for value in values:
                 if value is not SKIPPED:
                     yield value
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         error = exc
     else:
         return
@@ -356,7 +362,7 @@ class ParallelFunction(Generic[P, R]):
                 assert source.total is not None
                 return _ordered_map(blocks, source.total, skips)
             return _unordered_map(blocks, skips)
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:
             error = exc
         # Raised outside the handler, so that its chain stays the one made in the worker.
         raise _without_our_frames(error)

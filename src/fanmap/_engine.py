@@ -421,12 +421,12 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                     position += len(staged)
                     staged = None
                 try:
-                    size = pool.submit(chunk)
+                    sent = pool.submit(chunk)
                 except Unsendable as exc:
                     bad = exc
                 else:
                     run.in_flight += 1
-                    run.sent(chunk, size)
+                    run.sent(chunk, sent)
                     continue
                 # Handled outside the except clause: a raised SerializationError must not
                 # carry the pickler's failure as its context.

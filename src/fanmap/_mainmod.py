@@ -46,7 +46,7 @@ import threading
 import types
 from collections import ChainMap
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 __all__ = ["PROTOCOL", "dumps", "dumps_by_value", "without_main"]
 
@@ -118,10 +118,12 @@ def _pickler() -> type[Any]:
         args[filename_at] = code.co_filename
         return cls, tuple(args)
 
-    class MainPickler(cloudpickle.Pickler):  # type: ignore[misc,name-defined]
+    class MainPickler(cloudpickle.Pickler):  # type: ignore[misc]
         """cloudpickle, with ``__main__`` functions bound to a namespace that persists."""
 
-        dispatch_table = ChainMap({types.CodeType: code_reduce}, cloudpickle.Pickler.dispatch_table)
+        dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
+            {types.CodeType: code_reduce}, cloudpickle.Pickler.dispatch_table
+        )
 
         def __init__(self, file: Any, protocol: int, buffer_callback: Any) -> None:
             super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)

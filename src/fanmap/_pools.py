@@ -65,9 +65,16 @@ def lease(backend: Backend, options: Options) -> Iterator[Pool]:
     ``Exception``, except a generator being closed) closes its pool instead.
     """
     key = backend.pool_key(options)
-    with _lock:
-        idle = _idle.get(key)
-        pool = idle.pop() if idle else None
+    pool = None
+    while pool is None:
+        with _lock:
+            idle = _idle.get(key)
+            if not idle:
+                break
+            pool = idle.pop()
+        if not pool.usable:  # its workers' client closed, or another is current
+            _close(pool)
+            pool = None
     if pool is None:
         pool = backend.open_pool(options)
         with _lock:
@@ -91,17 +98,41 @@ def _give_back(key: Hashable, pool: Pool) -> None:
             if len(idle) < _KEEP:
                 idle.append(pool)
                 return
-    pool.close()
+    _close(pool)
+
+
+def _close(pool: Pool) -> None:
+    """Close a pool; one that fails to close is dropped all the same (never reused)."""
+    try:
+        pool.close()
+    except Exception as exc:  # a worker someone else stopped and reaped, ...
+        import warnings
+
+        warnings.warn(f"fanmap: a pool did not close cleanly ({exc!r}); it was dropped", stacklevel=2)
 
 
 def shutdown() -> None:
-    """Close every pool this process opened: stop their workers and wait for them."""
+    """Stop every warm pool now: their workers exit, and the next map starts new ones.
+
+    Pools also stop at interpreter exit and after an idle spell; call this in tests,
+    in a notebook, or in a long-lived service that wants its workers gone now. The
+    Manager process behind shared `Dict`, `List` and `Queue` objects stops too.
+
+    Examples:
+        >>> import fanmap
+        >>> double = fanmap.parallel(lambda x: 2 * x, workers=2)
+        >>> double.map([1, 2])
+        [2, 4]
+        >>> fanmap.shutdown()
+        >>> double.map([3])
+        [6]
+    """
     with _lock:
         pools = list(_every)
         _idle.clear()
         _every.clear()
     for pool in pools:
-        pool.close()
+        _close(pool)
     from ._shared import stop_manager
 
     stop_manager()

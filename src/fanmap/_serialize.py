@@ -7,7 +7,6 @@ see `_mainmod`).
 
 from __future__ import annotations
 
-import pickle
 import reprlib
 from typing import Any
 

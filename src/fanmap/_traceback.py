@@ -86,7 +86,9 @@ def rebuild(data: dict[str, Any]) -> BaseException:
             if data["tb"] is not None:
                 from tblib import Traceback
 
-                exc = exc.with_traceback(_as_traceback(Traceback.from_dict(data["tb"]), data.get("positions")))
+                exc = exc.with_traceback(
+                    _as_traceback(Traceback.from_dict(data["tb"]), data.get("positions"))
+                )
     if data["cause"] is not None:
         exc.__cause__ = rebuild(data["cause"])
     if data["context"] is not None:
@@ -140,7 +142,9 @@ def _line_table(units: int, position: Position | None, line: int) -> bytes:
         if usable:
             assert position is not None
             _, end_line, col, end_col = position
-            assert end_line is not None and col is not None and end_col is not None
+            assert end_line is not None
+            assert col is not None
+            assert end_col is not None
             table.append(0x80 | (14 << 3) | (length - 1))  # long form: lines and columns
             table += _varint(0) + _varint(end_line - line) + _varint(col + 1) + _varint(end_col + 1)
         else:

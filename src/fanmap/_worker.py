@@ -7,7 +7,7 @@ result pipe. It never decides anything: it runs what it is sent, in order.
 caller                                   worker
   SETUP (function, keywords, policy) --->  loads and keeps them for the run
   TASK (start, items)                --->  call_chunk(...)
-                                     <---  (LOG, record) for each record logged
+                                     <---  (LOG, record), (OUT, 1, text): see _forward
                                      <---  (results, errors or None, elapsed)
   None                               --->  exits
 ```
@@ -16,15 +16,15 @@ Its log records go to the caller over the reply pipe, each as it is emitted, so 
 arrive in order, before the reply of the chunk that logged them, and survive a crash.
 It ignores SIGINT (the caller handles Ctrl-C and stops the workers), leads its own
 process group (so a timeout can stop its children too), shows a segfault's stack
-through faulthandler, caps BLAS threads, and exits by itself when idle for a long
-time or when the caller is gone.
+through faulthandler, caps BLAS threads, exits by itself when idle for a long time,
+and dies within a fraction of a second of its caller, busy or idle. Under fork it
+lets go of the sockets it inherited (a notebook kernel's ports).
 """
 
 from __future__ import annotations
 
 import contextlib
 import faulthandler
-import logging
 import os
 import pickle
 import signal
@@ -36,20 +36,21 @@ from typing import Any, Final
 from . import _pools
 from ._chunk import RunSpec, call_chunk
 from ._errors import SerializationError
-from ._serialize import PROTOCOL, describe, dumps
+from ._forward import apply_levels, flush_output, forward_output
+from ._serialize import describe, dumps
 from ._shm import Inbound
 from ._traceback import capture
 
-__all__ = ["LOG", "SETUP", "TASK", "TASK_SHM", "WHOLE_CHUNK", "worker_main"]
+__all__ = ["SETUP", "TASK", "TASK_SHM", "WHOLE_CHUNK", "worker_main"]
 
 TASK: Final = 0
 SETUP: Final = 1
-#: A reply that is a log record, not a chunk's outcome: (LOG, record attributes).
-LOG: Final = "log"
 #: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
 TASK_SHM: Final = 2
 #: The key under which an error stands for every item of the chunk.
 WHOLE_CHUNK: Final = -1
+#: Seconds between two looks at whether the caller is still there.
+_WATCH_EVERY: Final = 0.2
 
 _BLAS_VARIABLES: Final = (
     "OMP_NUM_THREADS",
@@ -66,66 +67,9 @@ def _limit_blas_threads(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
-class _ForwardLogging(logging.Handler):
-    """Sends every log record to the caller over the reply pipe, as it is emitted."""
-
-    def __init__(self, replies: Connection, lock: threading.Lock) -> None:
-        super().__init__()
-        self._replies = replies
-        self._lock = lock
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            data = dict(record.__dict__)
-            data["msg"] = record.getMessage()
-            data["args"] = None
-            if record.exc_info:
-                data["exc_text"] = self.formatException(record.exc_info)
-                data["exc_info"] = None
-            try:
-                blob = pickle.dumps((LOG, data), PROTOCOL)
-            except Exception:  # an unpicklable `extra=` value: send its repr
-                data = {k: v if _picklable(v) else repr(v) for k, v in data.items()}
-                blob = pickle.dumps((LOG, data), PROTOCOL)
-            with self._lock:
-                self._replies.send_bytes(blob)
-        except Exception:
-            self.handleError(record)
-
-    def formatException(self, exc_info: Any) -> str:
-        return logging.Formatter().formatException(exc_info)
-
-
-def _picklable(value: object) -> bool:
-    try:
-        pickle.dumps(value, PROTOCOL)
-    except Exception:
-        return False
-    return True
-
-
-def _forward_logging(replies: Connection, lock: threading.Lock) -> None:
-    """Route this worker's logging to the caller, and only there (no duplicates under fork)."""
-    forward = _ForwardLogging(replies, lock)
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-    root.addHandler(forward)
-    for logger in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(logger, logging.Logger) and logger.handlers:
-            logger.handlers.clear()  # inherited by fork: they would write a second time
-            if not logger.propagate:
-                logger.addHandler(forward)
-
-
-def _apply_levels(levels: dict[str, int]) -> None:
-    for name, level in levels.items():
-        logging.getLogger(name or None).setLevel(level)
-
-
 def _load_spec(message: tuple[Any, ...], state: dict[str, Any], inbound: Inbound) -> RunSpec:
     _, fn_blob, rest_blob, descriptors, levels = message
-    _apply_levels(levels)
+    apply_levels(levels)
     fn = pickle.loads(fn_blob)
     mode, kwargs, fail_fast, retries, retry_on, timeout = inbound.loads(rest_blob, descriptors)
     plain = getattr(fn, "_fanmap_fn", None) or getattr(fn, "__fanmap_state__", (fn,))[0]
@@ -153,19 +97,72 @@ def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed:
     return dumps((results, captured, elapsed))
 
 
+def _release_inherited_sockets() -> None:
+    """Point every socket inherited by fork at /dev/null.
+
+    A worker forked from a notebook kernel or a server would otherwise hold their
+    listening sockets: a restarted kernel could not bind its ports while the worker
+    lives. The descriptors stay open (on /dev/null), so that objects which still name
+    them close nothing that is not theirs.
+    """
+    import stat
+
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # pragma: no cover - no /proc
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in fds:
+            if fd == null:
+                continue
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
+
+
+def _die_with(parent: int) -> None:
+    """Stop this worker (and its process group) within a fraction of a second of its parent.
+
+    A worker busy in a long call never reaches the loop's own check, so a thread
+    watches: when the parent (the caller, or the forkserver that dies with it) is
+    gone, the worker is reparented and this thread kills its process group.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_EVERY)
+            if os.getppid() != parent:
+                with contextlib.suppress(OSError):
+                    os.killpg(os.getpid(), signal.SIGKILL)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="fanmap-lifeline", daemon=True).start()
+
+
 def worker_main(
-    tasks: Connection, replies: Connection, blas_threads: int, idle_timeout: float, state: dict[str, Any]
+    tasks: Connection,
+    replies: Connection,
+    blas_threads: int,
+    idle_timeout: float,
+    state: dict[str, Any],
+    forked: bool = False,
 ) -> None:
     """Serve chunks until told to stop, idle too long, or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):  # already a group leader
         os.setpgid(0, 0)
+    parent = os.getppid()
+    _die_with(parent)
+    if forked:
+        _release_inherited_sockets()
     faulthandler.enable()
     _limit_blas_threads(blas_threads)
     _pools.mark_worker()
     send_lock = threading.Lock()
-    _forward_logging(replies, send_lock)
-    parent = os.getppid()
+    forward_output(replies, send_lock)
     spec: RunSpec | None = None
     spec_error: BaseException | None = None
     inbound = Inbound()
@@ -212,6 +209,7 @@ def worker_main(
             continue
         results, errors = call_chunk(spec, items)
         reply = _reply(results, errors, time.perf_counter() - begun)
+        flush_output()
         with send_lock:
             replies.send_bytes(reply)
         idle_since = time.monotonic()

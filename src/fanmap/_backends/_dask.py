@@ -69,6 +69,8 @@ class DaskPool:
         self._distributed = distributed
         self._own_cluster: Any = None
         self._own_client = False
+        #: backend="dask" follows the current client: a pool of another one is dropped.
+        self._follows_current = backend.client is None and backend.address is None
         if backend.client is not None:
             self._client = backend.client
         elif backend.address is not None:
@@ -98,7 +100,16 @@ class DaskPool:
 
     @property
     def usable(self) -> bool:
-        return not self._closed and self._client.status == "running"
+        if self._closed or self._client.status != "running":
+            return False
+        if self._follows_current:
+            try:
+                current = self._distributed.get_client()
+            except ValueError:
+                current = None
+            # An own cluster serves only while the user has no client of their own.
+            return current is None if self._own_client else current is self._client
+        return True
 
     def begin(self, spec: RunSpec) -> None:
         # The keywords travel apart (scattered); the plain function goes with the task

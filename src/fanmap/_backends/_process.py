@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import logging
 import multiprocessing
 import os
 import pickle
@@ -38,6 +37,8 @@ from .. import _pools
 from .._chunk import Chunk, Done, Event, Lost, RunSpec, call_args
 from .._config import Options, cpu_count
 from .._errors import SerializationError
+from .._forward import deliver, log_levels
+from .._mainmod import without_main
 from .._serialize import (
     PROTOCOL,
     describe,
@@ -46,10 +47,9 @@ from .._serialize import (
     find_unpicklable,
     find_unpicklable_capture,
 )
-from .._mainmod import without_main
 from .._shm import Outbound
 from .._traceback import rebuild
-from .._worker import LOG, SETUP, TASK, TASK_SHM, WHOLE_CHUNK, worker_main
+from .._worker import SETUP, TASK, TASK_SHM, WHOLE_CHUNK, worker_main
 from . import Unsendable
 
 __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
@@ -67,21 +67,6 @@ def _grow_pipe(conn: Connection) -> int:
         return int(fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE))
     except (ImportError, AttributeError, OSError):  # pragma: no cover - not Linux
         return 1 << 16
-
-
-def _log_levels() -> dict[str, int]:
-    """The caller's logging levels, for workers to create the same records."""
-    levels = {"": logging.getLogger().level}
-    for name, logger in logging.Logger.manager.loggerDict.items():
-        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            levels[name] = logger.level
-    return levels
-
-
-def _log(attributes: dict[str, Any]) -> None:
-    """Hand a worker's log record to the caller's own handlers, as if logged here."""
-    record = logging.makeLogRecord(attributes)
-    logging.getLogger(record.name if record.name != "root" else None).handle(record)
 
 
 def _death(exitcode: int | None) -> str:
@@ -125,7 +110,14 @@ class _Worker:
         _grow_pipe(replies_w)
         self.process = context.Process(
             target=worker_main,
-            args=(tasks_r, replies_w, blas_threads, _pools.IDLE_TIMEOUT, state),
+            args=(
+                tasks_r,
+                replies_w,
+                blas_threads,
+                _pools.IDLE_TIMEOUT,
+                state,
+                context.get_start_method() == "fork",
+            ),
             name=f"fanmap-worker-{index}",
         )
         with without_main():
@@ -144,10 +136,19 @@ class _Worker:
     def send(self, payload: bytes) -> None:
         self.tasks.send_bytes(payload)
 
+    def gone(self) -> bool:
+        """Whether the worker has exited, however it went and whoever reaped it.
+
+        A worker that is gone is never signalled: if someone else reaped it (a
+        supervisor calling ``os.waitpid(-1, ...)``, ``SIGCHLD`` ignored), its pid may
+        belong to another process already.
+        """
+        return self.process.exitcode is not None or bool(wait([self.sentinel], 0))
+
     def kill(self) -> int | None:
         """Stop the worker and its process group at once; return its exit code."""
         pid = self.process.pid
-        if pid is not None:
+        if pid is not None and not self.gone():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
@@ -157,23 +158,37 @@ class _Worker:
     def terminate(self) -> int | None:
         """SIGTERM the worker's process group, then SIGKILL what is left."""
         pid = self.process.pid
-        if pid is not None:
+        if pid is not None and not self.gone():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
             self.process.join(_TERM_GRACE)
         return self.kill()
 
     def reap(self) -> int | None:
-        self.process.join()
-        # The group outlives its leader while a grandchild is in it.
-        if self.process.pid is not None:
+        self.process.join()  # at once if someone else reaped it: its sentinel is closed
+        # The group outlives its leader while a grandchild is in it (if we reaped it
+        # just now, its pid cannot have been reused yet).
+        if self.process.pid is not None and self.process.exitcode is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.tasks.close()
         self.replies.close()
         code: int | None = self.process.exitcode
-        self.process.close()
+        try:
+            self.process.close()
+        except ValueError:  # reaped by someone else: its exit code is lost with it
+            _forget(self.process)
         return code
+
+
+def _forget(process: Any) -> None:
+    """Let go of a process object whose child someone else reaped (close its handles)."""
+    import multiprocessing.process
+
+    multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+    finalizer = getattr(getattr(process, "_popen", None), "finalizer", None)
+    if finalizer is not None:
+        finalizer()
 
 
 def _unpicklable_keyword(kwargs: dict[str, Any]) -> SerializationError:
@@ -255,10 +270,10 @@ class ProcessPool:
                 rest, descriptors = dumps(run), []
             except Exception:
                 raise _unpicklable_keyword(spec.kwargs) from None
-        self._setup = pickle.dumps((SETUP, fn_blob, rest, descriptors, _log_levels()), PROTOCOL)
+        self._setup = pickle.dumps((SETUP, fn_blob, rest, descriptors, log_levels()), PROTOCOL)
         self._timeout = spec.timeout
         for i, worker in enumerate(self._slots):
-            if worker is None or not worker.process.is_alive() or worker.retiring:
+            if worker is None or worker.gone() or worker.retiring:
                 if worker is not None:
                     worker.kill()
                 self._slots[i] = self._start(i)
@@ -396,8 +411,7 @@ class ProcessPool:
         except (EOFError, OSError):
             return False  # died mid-reply: its sentinel tells the rest
         message = pickle.loads(data)
-        if message[0] == LOG:
-            _log(message[1])
+        if deliver(message):  # a log record or printed text, not a chunk's reply
             return True
         results, captured, elapsed = message
         worker.replied = True
