@@ -2,7 +2,8 @@
 
 Precedence, highest first: ``.options(...)`` or ``pmap(..., **options)``, then
 ``@parallel(...)``, then the innermost ``fanmap.config(...)``, then the environment
-variables ``FANMAP_BACKEND`` and ``FANMAP_WORKERS``, then the built-in defaults.
+variables ``FANMAP_BACKEND``, ``FANMAP_WORKERS`` and ``FANMAP_START_METHOD``, then the
+built-in defaults.
 """
 
 from __future__ import annotations
@@ -165,6 +166,12 @@ def _environment() -> dict[str, Any]:
         if backend not in BACKENDS:
             raise ValueError("FANMAP_BACKEND: " + _choices("backend", backend, BACKENDS))
         env["backend"] = backend
+    method = os.environ.get("FANMAP_START_METHOD")
+    if method:
+        methods = tuple(multiprocessing.get_all_start_methods())
+        if method not in methods:
+            raise ValueError("FANMAP_START_METHOD: " + _choices("start_method", method, methods))
+        env["start_method"] = method
     workers = os.environ.get("FANMAP_WORKERS")
     if workers:
         try:

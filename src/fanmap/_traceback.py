@@ -99,17 +99,21 @@ def rebuild(data: dict[str, Any]) -> BaseException:
     return exc
 
 
-Position = tuple[int | None, int | None, int | None, int | None]
+#: (line, end line, column, end column, first line of the code) of a frame's instruction.
+Position = tuple[int | None, int | None, int | None, int | None, int]
 
 
 def _positions(tb: types.TracebackType | None) -> list[Position | None]:
-    """(line, end line, column, end column) of the instruction each frame was at."""
+    """Where each frame was: its instruction's lines and columns, its code's first line."""
     out: list[Position | None] = []
     while tb is not None:
         found: Position | None = None
+        code = tb.tb_frame.f_code
         try:
             unit = tb.tb_lasti // 2
-            found = next(itertools.islice(tb.tb_frame.f_code.co_positions(), unit, unit + 1), None)
+            at = next(itertools.islice(code.co_positions(), unit, unit + 1), None)
+            if at is not None:
+                found = (*at, code.co_firstlineno)
         except Exception:  # pragma: no cover - an odd code object: no columns then
             found = None
         out.append(found)
@@ -126,30 +130,29 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _line_table(units: int, position: Position | None, line: int) -> bytes:
+def _svarint(value: int) -> bytes:
+    return _varint(((-value) << 1) | 1 if value < 0 else value << 1)
+
+
+def _line_table(units: int, position: Position | None, line: int, first: int) -> bytes:
     """A line table (PEP 626, 3.11+ format) giving every code unit one position."""
     table = bytearray()
-    usable = (
-        position is not None
-        and position[0] == line
-        and None not in position
-        and position[1] is not None
-        and position[1] >= line
-    )
+    columns = None
+    if position is not None and position[0] == line:
+        _, end_line, col, end_col, _ = position
+        if end_line is not None and end_line >= line and col is not None and end_col is not None:
+            columns = (end_line - line, col + 1, end_col + 1)
+    delta = line - first
     while units > 0:
         length = min(units, 8)
         units -= length
-        if usable:
-            assert position is not None
-            _, end_line, col, end_col = position
-            assert end_line is not None
-            assert col is not None
-            assert end_col is not None
+        if columns is not None:
             table.append(0x80 | (14 << 3) | (length - 1))  # long form: lines and columns
-            table += _varint(0) + _varint(end_line - line) + _varint(col + 1) + _varint(end_col + 1)
+            table += _svarint(delta) + _varint(columns[0]) + _varint(columns[1]) + _varint(columns[2])
         else:
             table.append(0x80 | (13 << 3) | (length - 1))  # a line, no columns
-            table += _varint(0)
+            table += _svarint(delta)
+        delta = 0
     return bytes(table)
 
 
@@ -157,7 +160,7 @@ _STUB = compile("raise __traceback_maker", "<string>", "exec")
 
 
 def _as_traceback(tb: Any, positions: list[Position | None] | None) -> types.TracebackType | None:
-    """tblib's ``as_traceback``, with each frame's columns (or none) in its line table."""
+    """tblib's ``as_traceback``, with each frame's real first line and columns."""
     top: types.TracebackType | None = None
     last: types.TracebackType | None = None
     units = len(_STUB.co_code) // 2
@@ -166,11 +169,12 @@ def _as_traceback(tb: Any, positions: list[Position | None] | None) -> types.Tra
             break
         f_code = tb.tb_frame.f_code
         position = positions[i] if positions is not None and i < len(positions) else None
+        first = position[4] if position is not None and position[4] <= tb.tb_lineno else tb.tb_lineno
         code = _STUB.replace(
-            co_firstlineno=tb.tb_lineno,
+            co_firstlineno=first,
             co_filename=f_code.co_filename,
             co_name=f_code.co_name,
-            co_linetable=_line_table(units, position, tb.tb_lineno),
+            co_linetable=_line_table(units, position, tb.tb_lineno, first),
         )
         try:
             exec(code, dict(tb.tb_frame.f_globals), dict(tb.tb_frame.f_locals))
