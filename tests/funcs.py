@@ -282,3 +282,25 @@ def log_exception(x: int) -> int:
     except KeyError:
         app_log.exception("item %d failed inside", x)
     return x
+
+
+def scale(x: int, k: int = 1) -> int:
+    return x * k
+
+
+class Offset:
+    """A callable object, as users pass to Pool.map."""
+
+    def __init__(self, by: int) -> None:
+        self.by = by
+
+    def __call__(self, x: int) -> int:
+        return x + self.by
+
+
+def payload(i: int) -> bytes:
+    return bytes(100_000)
+
+
+def length(b: bytes) -> int:
+    return len(b)

@@ -13,15 +13,15 @@ import importlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, Unpack, final, overload
 
 from ._chunk import ARGS, ONE, STAR, Args
 from ._config import Options, OptionsDict, resolve, validate
-from ._engine import SKIPPED, QueueSource, Source, execute
-from ._errors import Failure
+from ._engine import SKIPPED, Source, execute
 from ._shared import SharedState, check_parameters
 from ._signature import check_call
 from ._signature import signature_of as _signature_of
+from ._submit import Submitter
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -34,9 +34,6 @@ T1 = TypeVar("T1")
 T2 = TypeVar("T2")
 T3 = TypeVar("T3")
 T4 = TypeVar("T4")
-
-#: Seconds the thread behind ``submit`` waits for more work before it lets go of its pool.
-_SUBMIT_IDLE = 2.0
 
 
 def _check_iterable(value: object, what: str) -> None:
@@ -99,6 +96,33 @@ def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
         blocks.close()  # type: ignore[attr-defined]  # a generator: stop its workers now
     # Raised outside the handler, so that its chain stays the one made in the worker.
     raise _without_our_frames(error)
+
+
+A1 = TypeVar("A1", contravariant=True)
+A2 = TypeVar("A2", contravariant=True)
+A3 = TypeVar("A3", contravariant=True)
+A4 = TypeVar("A4", contravariant=True)
+Rc = TypeVar("Rc", covariant=True)
+
+
+# What `map` and friends ask of the function, for mypy: its first positional parameters
+# take the items of the iterables. ``*args: Any, **kwargs: Any`` leaves the rest open
+# (PEP 612's ``Concatenate[A1, ...]``), so that keyword-only parameters given by
+# @shared_state or by the map's keywords do not get in the way.
+class _Fn1(Protocol[A1, Rc]):
+    def __call__(self, a1: A1, /, *args: Any, **kwargs: Any) -> Rc: ...
+
+
+class _Fn2(Protocol[A1, A2, Rc]):
+    def __call__(self, a1: A1, a2: A2, /, *args: Any, **kwargs: Any) -> Rc: ...
+
+
+class _Fn3(Protocol[A1, A2, A3, Rc]):
+    def __call__(self, a1: A1, a2: A2, a3: A3, /, *args: Any, **kwargs: Any) -> Rc: ...
+
+
+class _Fn4(Protocol[A1, A2, A3, A4, Rc]):
+    def __call__(self, a1: A1, a2: A2, a3: A3, a4: A4, /, *args: Any, **kwargs: Any) -> Rc: ...
 
 
 _UNKNOWN: Any = object()
@@ -173,7 +197,7 @@ class ParallelFunction(Generic[P, R]):
         self._options: dict[str, Any] = validate(options)
         self._root: Any = self if root is None else root
         self._submit_lock = threading.Lock()
-        self._submitter: _Submitter | None = None
+        self._submitter: Submitter | None = None
         self._signature: Any = _UNKNOWN
         functools.update_wrapper(self, fn)
         label = _label(fn)
@@ -300,7 +324,37 @@ class ParallelFunction(Generic[P, R]):
             return ONE, iterables[0]
         return STAR, zip(*iterables, strict=False)
 
-    def map(self, *iterables: Iterable[Any], **kwargs: Any) -> list[R]:
+    @overload
+    def map(self: _Fn1[T1, R], it1: Iterable[T1], /, **kwargs: Any) -> list[R]: ...
+    @overload
+    def map(self: _Fn2[T1, T2, R], it1: Iterable[T1], it2: Iterable[T2], /, **kwargs: Any) -> list[R]: ...
+    @overload
+    def map(
+        self: _Fn3[T1, T2, T3, R], it1: Iterable[T1], it2: Iterable[T2], it3: Iterable[T3], /, **kwargs: Any
+    ) -> list[R]: ...
+    @overload
+    def map(
+        self: _Fn4[T1, T2, T3, T4, R],
+        it1: Iterable[T1],
+        it2: Iterable[T2],
+        it3: Iterable[T3],
+        it4: Iterable[T4],
+        /,
+        **kwargs: Any,
+    ) -> list[R]: ...
+    @overload
+    def map(
+        self,
+        it1: Iterable[Any],
+        it2: Iterable[Any],
+        it3: Iterable[Any],
+        it4: Iterable[Any],
+        it5: Iterable[Any],
+        /,
+        *more: Iterable[Any],
+        **kwargs: Any,
+    ) -> list[R]: ...
+    def map(self: Any, /, *iterables: Iterable[Any], **kwargs: Any) -> Any:
         """Call the function on every item, in parallel; return the results in order.
 
         Like ``list(map(fn, *iterables))``: several iterables are zipped (stopping at the
@@ -330,7 +384,25 @@ class ParallelFunction(Generic[P, R]):
         mode, items = self._plan(iterables, kwargs, "map")
         return self._collect(mode, items, kwargs)
 
-    def starmap(self, iterable: Iterable[Iterable[Any] | Args], **kwargs: Any) -> list[R]:
+    @overload
+    def starmap(self: _Fn1[T1, R], iterable: Iterable[tuple[T1] | Args], /, **kwargs: Any) -> list[R]: ...
+    @overload
+    def starmap(
+        self: _Fn2[T1, T2, R], iterable: Iterable[tuple[T1, T2] | Args], /, **kwargs: Any
+    ) -> list[R]: ...
+    @overload
+    def starmap(
+        self: _Fn3[T1, T2, T3, R], iterable: Iterable[tuple[T1, T2, T3] | Args], /, **kwargs: Any
+    ) -> list[R]: ...
+    @overload
+    def starmap(
+        self: _Fn4[T1, T2, T3, T4, R], iterable: Iterable[tuple[T1, T2, T3, T4] | Args], /, **kwargs: Any
+    ) -> list[R]: ...
+    @overload
+    def starmap(
+        self: _Fn1[T1, R], iterable: Iterable[tuple[T1, ...] | list[T1] | Args], /, **kwargs: Any
+    ) -> list[R]: ...
+    def starmap(self: Any, iterable: Iterable[Any], /, **kwargs: Any) -> Any:
         """Call the function once per tuple (or `Args`) of arguments; return the results.
 
         Args:
@@ -375,7 +447,39 @@ class ParallelFunction(Generic[P, R]):
         window = max(16, 4 * options.workers)
         return _stream(self._run(mode, Source(items), kwargs, options, window))
 
-    def imap(self, *iterables: Iterable[Any], **kwargs: Any) -> Iterator[R]:
+    @overload
+    def imap(self: _Fn1[T1, R], it1: Iterable[T1], /, **kwargs: Any) -> Iterator[R]: ...
+    @overload
+    def imap(
+        self: _Fn2[T1, T2, R], it1: Iterable[T1], it2: Iterable[T2], /, **kwargs: Any
+    ) -> Iterator[R]: ...
+    @overload
+    def imap(
+        self: _Fn3[T1, T2, T3, R], it1: Iterable[T1], it2: Iterable[T2], it3: Iterable[T3], /, **kwargs: Any
+    ) -> Iterator[R]: ...
+    @overload
+    def imap(
+        self: _Fn4[T1, T2, T3, T4, R],
+        it1: Iterable[T1],
+        it2: Iterable[T2],
+        it3: Iterable[T3],
+        it4: Iterable[T4],
+        /,
+        **kwargs: Any,
+    ) -> Iterator[R]: ...
+    @overload
+    def imap(
+        self,
+        it1: Iterable[Any],
+        it2: Iterable[Any],
+        it3: Iterable[Any],
+        it4: Iterable[Any],
+        it5: Iterable[Any],
+        /,
+        *more: Iterable[Any],
+        **kwargs: Any,
+    ) -> Iterator[R]: ...
+    def imap(self: Any, /, *iterables: Iterable[Any], **kwargs: Any) -> Any:
         """Yield results in input order as they become ready, pulling input lazily.
 
         The input is never turned into a list: a bounded number of calls is in flight
@@ -398,7 +502,39 @@ class ParallelFunction(Generic[P, R]):
         """
         return self._lazy(True, iterables, kwargs, "imap")
 
-    def imap_unordered(self, *iterables: Iterable[Any], **kwargs: Any) -> Iterator[R]:
+    @overload
+    def imap_unordered(self: _Fn1[T1, R], it1: Iterable[T1], /, **kwargs: Any) -> Iterator[R]: ...
+    @overload
+    def imap_unordered(
+        self: _Fn2[T1, T2, R], it1: Iterable[T1], it2: Iterable[T2], /, **kwargs: Any
+    ) -> Iterator[R]: ...
+    @overload
+    def imap_unordered(
+        self: _Fn3[T1, T2, T3, R], it1: Iterable[T1], it2: Iterable[T2], it3: Iterable[T3], /, **kwargs: Any
+    ) -> Iterator[R]: ...
+    @overload
+    def imap_unordered(
+        self: _Fn4[T1, T2, T3, T4, R],
+        it1: Iterable[T1],
+        it2: Iterable[T2],
+        it3: Iterable[T3],
+        it4: Iterable[T4],
+        /,
+        **kwargs: Any,
+    ) -> Iterator[R]: ...
+    @overload
+    def imap_unordered(
+        self,
+        it1: Iterable[Any],
+        it2: Iterable[Any],
+        it3: Iterable[Any],
+        it4: Iterable[Any],
+        it5: Iterable[Any],
+        /,
+        *more: Iterable[Any],
+        **kwargs: Any,
+    ) -> Iterator[R]: ...
+    def imap_unordered(self: Any, /, *iterables: Iterable[Any], **kwargs: Any) -> Any:
         """Yield results as calls finish, in completion order, pulling input lazily.
 
         Args:
@@ -437,96 +573,9 @@ class ParallelFunction(Generic[P, R]):
         call = Args(*args, **kwargs)
         with self._submit_lock:
             if self._submitter is None or not self._submitter.put(future, call):
-                self._submitter = _Submitter(self)  # the last one went idle and ended
+                self._submitter = Submitter(self)  # the last one went idle and ended
                 self._submitter.put(future, call)
         return future
-
-
-class _Submitter:
-    """The thread behind ``submit``: one open-ended unordered run over a queue."""
-
-    def __init__(self, owner: ParallelFunction[Any, Any]) -> None:
-        import queue
-
-        self._owner = owner
-        self._inbox: queue.SimpleQueue[tuple[Future[Any], Args]] = queue.SimpleQueue()
-        self._futures: dict[int, Future[Any]] = {}
-        self._taken = 0
-        self._lock = threading.Lock()
-        self._open = True
-        self._thread = threading.Thread(target=self._serve, name="fanmap-submit", daemon=True)
-        self._started = False
-
-    def put(self, future: Future[Any], call: Args) -> bool:
-        """Queue a call; False if this submitter has ended (then make a new one)."""
-        with self._lock:
-            if not self._open:
-                return False
-            self._inbox.put((future, call))
-            if not self._started:
-                self._started = True
-                self._thread.start()
-            return True
-
-    def _serve(self) -> None:
-        owner = self._owner
-        try:
-            options = owner._resolve({"ordered": False, "on_error": "return", "progress": False})
-        except Exception as exc:
-            self._fail_all(exc)
-            return
-        while True:
-            self._taken = 0  # each run numbers its items from 0
-            source = _FutureSource(self)
-            try:
-                for start, values in execute(
-                    owner._fanmap_fn, owner._root, ARGS, source, {}, options, window=None
-                ):
-                    for offset, value in enumerate(values):
-                        future = self._futures.pop(start + offset)
-                        if isinstance(value, Failure):
-                            future.set_exception(value.exception)
-                        else:
-                            future.set_result(value)
-            except BaseException as exc:
-                self._fail_all(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            with self._lock:
-                if self._inbox.empty():
-                    self._open = False
-                    return
-
-    def _fail_all(self, exc: BaseException) -> None:
-        for future in self._futures.values():
-            if not future.done():
-                future.set_exception(exc)
-        self._futures.clear()
-        while not self._inbox.empty():
-            future, _ = self._inbox.get()
-            if future.set_running_or_notify_cancel():
-                future.set_exception(exc)
-
-
-class _FutureSource(QueueSource):
-    """Hands the submitted calls to the engine, dropping those cancelled meanwhile."""
-
-    def __init__(self, submitter: _Submitter) -> None:
-        super().__init__(submitter._inbox, _SUBMIT_IDLE)
-        self._submitter = submitter
-
-    def take(self, count: int, block: bool) -> Any:
-        taken = super().take(count, block)
-        if not taken:
-            return taken
-        calls = []
-        sub = self._submitter
-        for future, call in taken:
-            if future.set_running_or_notify_cancel():
-                sub._futures[sub._taken] = future
-                sub._taken += 1
-                calls.append(call)
-        return calls
 
 
 @overload

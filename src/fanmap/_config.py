@@ -16,7 +16,10 @@ import multiprocessing
 import os
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final, Literal, TypeAlias, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypedDict, Unpack
+
+if TYPE_CHECKING:
+    from ._backends import Backend
 
 __all__ = ["Options", "OptionsDict", "config", "cpu_count", "resolve", "validate"]
 
@@ -32,7 +35,7 @@ class OptionsDict(TypedDict, total=False):
     """The options by name and type, as ``parallel``, ``.options``, ``pmap`` and ``config`` take them."""
 
     workers: int
-    backend: BackendName | Any
+    backend: BackendName | Backend
     ordered: bool
     chunksize: int | None
     timeout: float | None

@@ -23,8 +23,9 @@ import multiprocessing.context
 import multiprocessing.sharedctypes
 import queue
 import threading
+import typing
 from collections.abc import Callable, Iterator, MutableMapping, MutableSequence
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, overload
 
 from ._errors import SharedStateError
 
@@ -34,10 +35,21 @@ if TYPE_CHECKING:
 
 __all__ = ["Array", "Dict", "List", "Queue", "SharedState", "Value", "shared_state", "stop_manager"]
 
-N = TypeVar("N", int, float)
-K = TypeVar("K")
-V = TypeVar("V")
-T = TypeVar("T")
+# Type parameters with defaults (PEP 696), so that a bare ``Value``, ``Array``, ``Dict``,
+# ``List`` or ``Queue`` annotation is complete: ``hits: Value`` reads as ``Value[float]``
+# (an int is a float to a type checker), ``seen: Dict`` as ``Dict[Any, Any]``.
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+else:
+
+    def TypeVar(name: str, *constraints: Any, default: Any = None, **kwargs: Any) -> Any:  # noqa: N802
+        return typing.TypeVar(name, *constraints, **kwargs)
+
+
+N = TypeVar("N", int, float, default=float)
+K = TypeVar("K", default=Any)
+V = TypeVar("V", default=Any)
+T = TypeVar("T", default=Any)
 
 IntCode = Literal["b", "B", "h", "H", "i", "I", "l", "L", "q", "Q"]
 FloatCode = Literal["f", "d"]

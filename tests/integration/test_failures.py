@@ -130,10 +130,10 @@ def test_unpicklable_argument_names_item_and_position(start_method: Any) -> None
     pf = parallel(funcs.add, workers=1, start_method=start_method)
     gen = (i for i in range(3))
     with pytest.raises(SerializationError, match=r"argument b of item 1 \(a generator object") as info:
-        pf.map([1, 2, 3], [0, gen, 0])
+        pf.map([1, 2, 3], [0, gen, 0])  # type: ignore[list-item]
     assert 'backend="thread"' in str(info.value)
     assert info.value.__context__ is None  # no pickler internals chained onto it
-    out = pf.options(on_error="return").map([1, 2, 3], [0, gen, 0])
+    out = pf.options(on_error="return").map([1, 2, 3], [0, gen, 0])  # type: ignore[list-item]
     assert out[0] == 1
     assert out[2] == 3
     assert isinstance(out[1], Failure)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -89,7 +89,7 @@ def test_queue_and_list_between_workers_and_caller(local_backend: Any) -> None:
     ),
     backend=st.sampled_from(["process", "thread", "serial"]),
 )
-def test_array_updates_match_a_serial_model(batches: list[list[tuple[int, int]]], backend: str) -> None:
+def test_array_updates_match_a_serial_model(batches: list[list[tuple[int, int]]], backend: Any) -> None:
     array = Array("q", 5)
     pf = parallel(shared_state(array=array)(funcs.apply_updates), workers=2, backend=backend, chunksize=1)
     pf.map(batches)
@@ -137,7 +137,7 @@ def test_a_backend_that_cannot_share_memory_refuses_before_any_work() -> None:
             raise AssertionError("no pool may be opened")
 
     counter = Value("i", 0)
-    pf = parallel(shared_state(counter=counter)(funcs.bump_many), backend=Remote())
+    pf = parallel(shared_state(counter=counter)(funcs.bump_many), backend=cast(Any, Remote()))
     with pytest.raises(SharedStateError, match=r"remote backend cannot share memory.*process"):
         pf.map(iter([1]))
 

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from typing import assert_type
 
 import fanmap
-from fanmap import Args, ParallelFunction, parallel, pmap
+from fanmap import Args, Array, Dict, ParallelFunction, Value, parallel, pmap, shared_state
 
 
 @parallel
@@ -40,6 +40,34 @@ assert_type(pmap(lambda a, b, c: a + b + c, [1], [2], [3]), list[int])
 with fanmap.config(backend="thread", workers=2):
     pass
 
+
+@parallel
+def add(a: int, b: int = 0, *, c: int = 0) -> int:
+    return a + b + c
+
+
+assert_type(add.map([1], [2]), list[int])
+assert_type(add.map([1], c=3), list[int])
+assert_type(add.imap([1], [2]), Iterator[int])
+assert_type(add.starmap([(1, 2), Args(3, c=4), (5,)]), list[int])
+assert_type(add.starmap([[1, 2]]), list[int])
+assert_type(add.workers, int)
+
+
+# DESIGN.md's shared-state example, with bare annotations.
+@parallel(workers=4)
+@shared_state(hits=Value("i", 0), hist=Array("d", 10), seen=Dict())
+def crawl(url: str, *, hits: Value, hist: Array, seen: Dict) -> int:
+    hits.add(1)
+    hist.add(len(url) % 10, 1.0)
+    with seen.lock:
+        seen[url] = seen.get(url, 0) + 1
+    return len(url)
+
+
+assert_type(crawl.map(["a"]), list[int])
+assert_type(parallel(crawl, backend=fanmap.DaskBackend()).map(["a"]), list[int])
+
 # These must stay errors.
 square("x")  # type: ignore[arg-type]
 square(1, 2)  # type: ignore[call-arg]
@@ -49,3 +77,8 @@ square.options(on_error="ignore")  # type: ignore[arg-type]
 parallel(workers="4")  # type: ignore[call-overload]
 pmap(str.upper, [1])  # type: ignore[arg-type]
 fanmap.config(ordered="yes")  # type: ignore[arg-type]
+square.map(["x"])  # type: ignore[list-item]
+square.map([1], [2])  # type: ignore[call-overload]
+add.starmap([("x", "y")])  # type: ignore[list-item]
+crawl.map([1])  # type: ignore[list-item]
+parallel(backend="gpu")  # type: ignore[call-overload]

@@ -121,9 +121,9 @@ def test_submit_returns_futures(backend: Any) -> None:
 def test_submit_after_the_submitter_went_idle(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from fanmap import _api
+    from fanmap import _submit
 
-    monkeypatch.setattr(_api, "_SUBMIT_IDLE", 0.05)
+    monkeypatch.setattr(_submit, "_SUBMIT_IDLE", 0.05)
     pf = parallel(funcs.add, workers=2, backend="thread")
     for burst in range(5):
         futures = [pf.submit(burst, b=i) for i in range(10)]
@@ -134,9 +134,9 @@ def test_submit_after_the_submitter_went_idle(monkeypatch: pytest.MonkeyPatch) -
 def test_submit_numbers_each_run_of_its_thread_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
     # Force the submit thread's run to end after every batch it takes, with calls still
     # queued: the thread starts another run, whose items are numbered from 0 again.
-    from fanmap import _api
+    from fanmap import _submit
 
-    original = _api._FutureSource.take
+    original = _submit._FutureSource.take
 
     def one_batch_per_run(self: Any, count: int, block: bool) -> Any:
         if getattr(self, "took_once", False):
@@ -144,7 +144,7 @@ def test_submit_numbers_each_run_of_its_thread_afresh(monkeypatch: pytest.Monkey
         self.took_once = True
         return original(self, 3, block)
 
-    monkeypatch.setattr(_api._FutureSource, "take", one_batch_per_run)
+    monkeypatch.setattr(_submit._FutureSource, "take", one_batch_per_run)
     pf = parallel(funcs.add, workers=2, backend="thread")
     first = pf.submit(0, b=0)
     futures = [pf.submit(1, b=i) for i in range(9)]
