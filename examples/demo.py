@@ -39,7 +39,7 @@ def main() -> None:
     parallel_time = time.perf_counter() - began
 
     assert fanned == serial
-    workers = count_primes._resolve().workers
+    workers = count_primes.workers
     print(f"primes below 1,000,000: {sum(fanned)}")
     print(f"serial:   {serial_time:.2f} s")
     speedup = serial_time / parallel_time

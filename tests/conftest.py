@@ -55,11 +55,20 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
+# Semaphores this run makes are named after it, so that the leak checks count only
+# the suite's own: another program on the machine may make and remove its own
+# multiprocessing semaphores (``sem.mp-...``) meanwhile.
+SEM_PREFIX = f"/fanmap-test-{os.getpid()}"
+multiprocessing.current_process()._config["semprefix"] = SEM_PREFIX  # type: ignore[attr-defined]
+
+
 def shm_segments() -> set[str]:
+    """The /dev/shm entries this run made: its semaphores and fanmap's segments."""
     try:
-        return set(os.listdir("/dev/shm"))
+        names = os.listdir("/dev/shm")
     except FileNotFoundError:  # pragma: no cover - no /dev/shm on this OS
         return set()
+    return {n for n in names if n.startswith(("sem" + SEM_PREFIX.replace("/", "."), "fanmap_"))}
 
 
 @pytest.fixture(scope="session", autouse=True)

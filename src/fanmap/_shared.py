@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from typing_extensions import TypeVar
 else:
 
-    def TypeVar(name: str, *constraints: Any, default: Any = None, **kwargs: Any) -> Any:  # noqa: N802
+    def TypeVar(name: str, *constraints: Any, default: Any = None, **kwargs: Any) -> Any:
         return typing.TypeVar(name, *constraints, **kwargs)
 
 
