@@ -93,11 +93,11 @@ def live_shared_semaphores() -> set[str]:
 
     scripts/test checks /dev/shm again after the interpreter has exited.
     """
-    from fanmap._shared import _Locked
+    from fanmap._values import Locked
 
     names = set()
     for obj in gc.get_objects():
-        if isinstance(obj, _Locked) and obj._lock is not None:
+        if isinstance(obj, Locked) and obj._lock is not None:
             name = getattr(obj._lock, "_semlock", None)
             if name is not None and name.name:
                 names.add("sem." + name.name.lstrip("/"))

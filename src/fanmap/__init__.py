@@ -11,11 +11,12 @@ Examples:
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._api import ParallelFunction as ParallelFunction
 from ._api import parallel as parallel
 from ._api import pmap as pmap
-from ._backends._dask import DaskBackend as DaskBackend
-from ._chunk import Args as Args
+from ._args import Args as Args
 from ._config import config as config
 from ._errors import BackendUnavailableError as BackendUnavailableError
 from ._errors import Failure as Failure
@@ -25,13 +26,16 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SharedStateError as SharedStateError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._managed import Dict as Dict
+from ._managed import List as List
+from ._managed import Queue as Queue
 from ._pools import shutdown as shutdown
-from ._shared import Array as Array
-from ._shared import Dict as Dict
-from ._shared import List as List
-from ._shared import Queue as Queue
-from ._shared import Value as Value
 from ._shared import shared_state as shared_state
+from ._values import Array as Array
+from ._values import Value as Value
+
+if _typing.TYPE_CHECKING:
+    from ._backends._dask import DaskBackend as DaskBackend
 
 __version__ = "0.1.0"
 
@@ -58,3 +62,16 @@ __all__ = [
     "shared_state",
     "shutdown",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # DaskBackend is imported when first asked for: most programs never need it.
+    if name == "DaskBackend":
+        from ._backends._dask import DaskBackend
+
+        return DaskBackend
+    raise AttributeError(f"module 'fanmap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "DaskBackend"})

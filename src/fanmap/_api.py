@@ -15,12 +15,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, Unpack, final, overload
 
-from ._chunk import ARGS, ONE, STAR, Args
+from ._args import Args, CallMode
 from ._config import Options, OptionsDict, resolve, validate
-from ._engine import SKIPPED, Source, execute
+from ._engine import execute
 from ._shared import SharedState, check_parameters
 from ._signature import check_call
 from ._signature import signature_of as _signature_of
+from ._sources import Source
 from ._submit import Submitter
 
 if TYPE_CHECKING:
@@ -68,26 +69,17 @@ def _without_our_frames(error: BaseException) -> BaseException:
     return error.with_traceback(tb)
 
 
-def _ordered_map(blocks: Iterator[tuple[int, list[Any]]], total: int, skips: bool) -> list[Any]:
-    out: list[Any] = [None] * total
-    for start, values in blocks:
-        out[start : start + len(values)] = values
-    return [v for v in out if v is not SKIPPED] if skips else out
-
-
-def _unordered_map(blocks: Iterator[tuple[int, list[Any]]], skips: bool) -> list[Any]:
+def _collected(blocks: Iterator[tuple[int, list[Any]]]) -> list[Any]:
     out: list[Any] = []
     for _, values in blocks:
         out.extend(values)
-    return [v for v in out if v is not SKIPPED] if skips else out
+    return out
 
 
 def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
     try:
         for _, values in blocks:
-            for value in values:
-                if value is not SKIPPED:
-                    yield value
+            yield from values
     except (Exception, KeyboardInterrupt) as exc:
         error = exc
     else:
@@ -194,7 +186,7 @@ class ParallelFunction(Generic[P, R]):
             fn, state = carried[0], state or carried[1]
         self._state: SharedState | None = state
         self._fanmap_fn: Callable[P, R] = fn
-        self._options: dict[str, Any] = validate(options)
+        self._options: dict[str, Any] = options  # validated by whoever made them
         self._root: Any = self if root is None else root
         self._submit_lock = threading.Lock()
         self._submitter: Submitter | None = None
@@ -221,6 +213,11 @@ class ParallelFunction(Generic[P, R]):
         if self._state is None:
             raise AttributeError(f"{self.__name__} has no shared state; add it with @shared_state(name=...)")
         return self._state
+
+    @property
+    def __fanmap_call__(self) -> Callable[P, R]:
+        """The plain function a worker calls (shared objects are given to it apart)."""
+        return self._fanmap_fn
 
     @property
     def workers(self) -> int:
@@ -273,7 +270,7 @@ class ParallelFunction(Generic[P, R]):
         return dataclasses.replace(options, state=self._state) if self._state is not None else options
 
     def _run(
-        self, mode: int, source: Source, kwargs: dict[str, Any], options: Options, window: int | None
+        self, mode: CallMode, source: Source, kwargs: dict[str, Any], options: Options, window: int | None
     ) -> Iterator[tuple[int, list[Any]]]:
         return execute(
             self._fanmap_fn, self._root, mode, source, kwargs, options, window=window, label=self.__name__
@@ -295,7 +292,8 @@ class ParallelFunction(Generic[P, R]):
             >>> double.options(backend="serial", ordered=False).map([1, 2])
             [2, 4]
         """
-        return ParallelFunction(self._fanmap_fn, {**self._options, **options}, self._root, self._state)
+        changed = {**self._options, **validate(options)}
+        return ParallelFunction(self._fanmap_fn, changed, self._root, self._state)
 
     def _check_call(self, positional: int | None, kwargs: dict[str, Any], what: str) -> None:
         """Refuse, before any work, keywords and counts the function's signature rules out."""
@@ -312,7 +310,7 @@ class ParallelFunction(Generic[P, R]):
 
     def _plan(
         self, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str
-    ) -> tuple[int, Iterable[Any]]:
+    ) -> tuple[CallMode, Iterable[Any]]:
         if not iterables:
             raise TypeError(f"{what}() needs at least one iterable")
         for i, iterable in enumerate(iterables, 1):
@@ -321,8 +319,8 @@ class ParallelFunction(Generic[P, R]):
             )
         self._check_call(len(iterables), kwargs, what)
         if len(iterables) == 1:
-            return ONE, iterables[0]
-        return STAR, zip(*iterables, strict=False)
+            return CallMode.ONE, iterables[0]
+        return CallMode.STAR, zip(*iterables, strict=False)
 
     @overload
     def map(self: _Fn1[T1, R], it1: Iterable[T1], /, **kwargs: Any) -> list[R]: ...
@@ -420,20 +418,16 @@ class ParallelFunction(Generic[P, R]):
         """
         _check_iterable(iterable, "the argument of starmap()")
         self._check_call(None, kwargs, "starmap")
-        return self._collect(ARGS, iterable, kwargs)
+        return self._collect(CallMode.ARGS, iterable, kwargs)
 
-    def _collect(self, mode: int, items: Iterable[Any], kwargs: dict[str, Any]) -> list[R]:
+    def _collect(self, mode: CallMode, items: Iterable[Any], kwargs: dict[str, Any]) -> list[R]:
         options = self._resolve()
         source = Source(items)
         if source.total is None:
             source = Source(list(items))  # map is eager: knowing the length chunks better
         blocks = self._run(mode, source, kwargs, options, None)
         try:
-            skips = options.on_error == "skip"  # only then can a SKIPPED be among the values
-            if options.ordered:
-                assert source.total is not None
-                return _ordered_map(blocks, source.total, skips)
-            return _unordered_map(blocks, skips)
+            return _collected(blocks)
         except (Exception, KeyboardInterrupt) as exc:
             error = exc
         # Raised outside the handler, so that its chain stays the one made in the worker.
@@ -616,10 +610,10 @@ def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
         >>> add.map([1, 2], b=5)
         [6, 7]
     """
-    validate(options)
+    checked = validate(options)
     if fn is None:
-        return lambda f: ParallelFunction(f, dict(options))
-    return ParallelFunction(fn, dict(options))
+        return lambda f: ParallelFunction(f, dict(checked))
+    return ParallelFunction(fn, checked)
 
 
 @overload
@@ -667,4 +661,4 @@ def pmap(fn: Callable[..., Any], /, *iterables: Iterable[Any], **options: Any) -
         >>> pmap(pow, [2, 3], [5, 2], backend="serial")
         [32, 9]
     """
-    return ParallelFunction(fn, dict(options)).map(*iterables)
+    return ParallelFunction(fn, validate(options)).map(*iterables)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypedDict, Unpack
 
 if TYPE_CHECKING:
-    from ._backends import Backend
+    from ._backends._dask import DaskBackend
 
 __all__ = ["Options", "OptionsDict", "config", "cpu_count", "resolve", "validate"]
 
@@ -35,7 +35,7 @@ class OptionsDict(TypedDict, total=False):
     """The options by name and type, as ``parallel``, ``.options``, ``pmap`` and ``config`` take them."""
 
     workers: int
-    backend: BackendName | Backend
+    backend: BackendName | DaskBackend
     ordered: bool
     chunksize: int | None
     timeout: float | None
@@ -121,11 +121,14 @@ def validate(options: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(value, str):
                 if value not in BACKENDS:
                     raise ValueError(_choices(name, value, BACKENDS))
-            elif not callable(getattr(value, "open_pool", None)):
-                raise TypeError(
-                    f"backend must be one of {', '.join(map(repr, BACKENDS))} or a "
-                    f"backend object with an open_pool() method, not {value!r}"
-                )
+            else:
+                from ._backends._dask import DaskBackend
+
+                if not isinstance(value, DaskBackend):
+                    raise TypeError(
+                        f"backend must be one of {', '.join(map(repr, BACKENDS))} or a "
+                        f"fanmap.DaskBackend(...), not {value!r}"
+                    )
         elif name == "ordered":
             if not isinstance(value, bool):
                 raise TypeError(f"ordered must be True or False, not {value!r}")

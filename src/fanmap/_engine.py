@@ -4,188 +4,51 @@ apply the error policy, retry, report progress. The same for every backend.
 ```
  source ──take(n)──► Chunk ──pool.submit──► backend pool ──pool.wait──► Done / Lost
    ▲                                                                       │
-   └──── pulled only while the pool has room ◄─── retry queue ◄── Lost ────┤
-                                                                           ▼
-                       (start, values) blocks, in input order if asked ◄── policy
+   └──── pulled only while the pool has room ◄─── retry queue ◄── Policy ──┤
+         and the read-ahead bound allows                                   ▼
+                        (start, final values), in input order if asked ◄── Policy
 ```
 
-Chunk sizes adapt (`_Sizer`): the first chunk of each worker holds one item, to measure
-a call; then chunks hold about `_TARGET` seconds of work (a pool may ask for more, as
-Dask's does), growing at most `_GROWTH` times per step and never past `_MAX_ITEMS`;
-near the end of input of known length they shrink to a share of what is left (down to
-`_FLOOR` seconds of work) so that the workers finish together; and calls slower than
-`_SLOW` go one per chunk. A worker gets a second chunk queued behind its running one
-while chunks are short, or while the end is far away.
+A backend only runs chunks and says what happened to each (`Done`, `Lost`). The engine
+alone decides: how big chunks are (`Sizer`), how far ahead the input is read (a few
+chunks per worker, about 64 MiB of pickled input, ``buffersize`` items), which failures
+are tried again and what the others become (`Policy`), which worker a crash is blamed
+on (a lost batch is run again item by item), and in what order results go out.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import queue
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
-from . import _pools
+from . import _context, _pools
+from ._args import CallMode, arguments_of
 from ._backends import Pool, Unsendable, get_backend
-from ._chunk import Chunk, Done, Lost, RunSpec, call_args
+from ._calls import Calls
+from ._chunk import Chunk, Done, Lost, RunSpec
 from ._config import Options
-from ._errors import Failure, SharedStateError, TaskTimeoutError, WorkerCrashedError
+from ._errors import SharedStateError, TaskTimeoutError, WorkerCrashedError
+from ._policy import SKIPPED, Policy
 from ._progress import open_reporter
 from ._serialize import short_repr
+from ._sizing import TARGET, Sizer
+from ._sources import QueueSource, Source
 
-__all__ = ["SKIPPED", "Source", "execute"]
+__all__ = ["execute"]
 
-_TARGET: Final = 0.01  # seconds of work per chunk for fast calls
-_SLOW: Final = 0.01  # calls slower than this go one per chunk
-_PREFETCH_BELOW: Final = 0.005  # queue a second chunk per worker below this chunk time
-_GROWTH: Final = 64
-_MAX_ITEMS: Final = 1 << 16  # items per chunk at most: bounds what a window holds
-_FADE: Final = 0.7  # weight kept by earlier measurements at each new one
-_FLOOR: Final = 0.002  # seconds of work below which a chunk is not shrunk further
-_SHARE: Final = 2  # a chunk holds at most 1 / (_SHARE * workers) of what is left
-_ENDGAME: Final = 4  # within this many chunks per worker of the end, queue nothing
 _LIVE_POLL: Final = 0.005  # how often a live source is checked while work is in flight
 #: Pickled input read ahead and not yet handed back, at most (when no buffersize is set).
 _BYTES_AHEAD: Final = 64 << 20
 #: Items per chunk at most in a lazy run (imap): what a generator is read ahead stays small.
 _LAZY_MAX_ITEMS: Final = 1024
 
-
-class _Skipped:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "SKIPPED"
+Block = tuple[int, list[Any]]
 
 
-#: Stands in a skipped item's place in a block; consumers leave it out.
-SKIPPED: Final = _Skipped()
-
-
-class Source:
-    """Where a run's items come from: a sequence sliced without copying, or an iterator.
-
-    ``take(n, block)`` returns up to ``n`` items; an empty sequence means "none ready
-    yet" (only a live source, like the queue behind ``submit``, says that), and
-    ``None`` means the input is exhausted.
-    """
-
-    def __init__(self, items: Iterable[Any]) -> None:
-        self.total: int | None = None
-        self._seq: Sequence[Any] | None = None
-        self._it: Iterator[Any] | None = None
-        self._pos = 0
-        if type(items) in (list, tuple, range):
-            self._seq = items  # type: ignore[assignment]
-            self.total = len(items)  # type: ignore[arg-type]
-        else:
-            self._it = iter(items)
-
-    def take(self, count: int, block: bool) -> Sequence[Any] | None:
-        if self._seq is not None:
-            if self._pos >= len(self._seq):
-                return None
-            out = self._seq[self._pos : self._pos + count]
-            self._pos += len(out)
-            return out
-        assert self._it is not None
-        out = list(itertools.islice(self._it, count))
-        return out if out else None
-
-
-class QueueSource(Source):
-    """A live source fed from another thread (by ``submit``); ends after an idle spell."""
-
-    def __init__(self, inbox: queue.SimpleQueue[Any], idle: float) -> None:
-        super().__init__(())
-        self._inbox = inbox
-        self._idle = idle
-        self._ended = False
-
-    def take(self, count: int, block: bool) -> Sequence[Any] | None:
-        if self._ended:
-            return None
-        out: list[Any] = []
-        try:
-            out.append(self._inbox.get(timeout=self._idle) if block else self._inbox.get_nowait())
-            while len(out) < count:
-                out.append(self._inbox.get_nowait())
-        except queue.Empty:
-            pass
-        if not out and block:
-            self._ended = True
-            return None
-        return out
-
-
-class _Sizer:
-    """Chooses chunk sizes from the measured time per call."""
-
-    def __init__(self, options: Options, workers: int, total: int | None, target: float = _TARGET) -> None:
-        self.fixed = 1 if options.timeout is not None else options.chunksize
-        # A backend whose tasks cost more (Dask) asks for longer chunks; the other
-        # thresholds keep their proportion to the target.
-        self.target = target
-        self.slow = target * (_SLOW / _TARGET)
-        self.floor = target * (_FLOOR / _TARGET)
-        self.workers = workers
-        self.total = total
-        self.per_item: float | None = None
-        self._elapsed = 0.0
-        self._items = 0.0
-        self.last = 1
-
-    def measure(self, items: int, elapsed: float) -> None:
-        # Time per call, weighted by items: a big chunk's measure outweighs a small one's
-        # (whose fixed costs inflate it); older chunks fade so that a change is followed.
-        if items <= 0:
-            return
-        self._elapsed = _FADE * self._elapsed + elapsed
-        self._items = _FADE * self._items + items
-        self.per_item = self._elapsed / self._items
-
-    def size(self, position: int, limit: int | None) -> int:
-        if self.fixed is not None:
-            size = self.fixed
-        elif self.per_item is None or self.per_item >= self.slow:
-            size = 1
-        else:
-            size = min(max(1, round(self.target / max(self.per_item, 1e-9))), self.last * _GROWTH, _MAX_ITEMS)
-            if self.total is not None:
-                # Shrink toward the end so that workers finish together, but not below
-                # _FLOOR seconds of work: tinier chunks cost more in round trips than
-                # they save in balance.
-                share = math.ceil((self.total - position) / (_SHARE * self.workers))
-                floor = round(self.floor / max(self.per_item, 1e-9))
-                size = max(1, min(size, max(share, floor)))
-        if limit is not None:
-            size = min(size, limit)
-        self.last = size
-        return size
-
-    def depth(self, position: int) -> int:
-        """Chunks per worker: one running, and one queued behind it while that helps."""
-        if self.per_item is None:
-            return 1
-        if self.per_item * self.last < self.target * (_PREFETCH_BELOW / _TARGET):
-            return 2  # short chunks: never let a worker wait for the caller
-        if self.total is not None and self.total - position > _ENDGAME * self.workers * self.last:
-            return 2  # long chunks, far from the end: a queued chunk delays nobody
-        return 1  # near the end (or no end in sight): give work only to a free worker
-
-
-def _arguments(spec: RunSpec, item: Any, kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The arguments an item stands for; a starmap item that is not a tuple, as itself."""
-    try:
-        return call_args(spec.mode, item, kwargs)
-    except TypeError:
-        return (item,), kwargs
-
-
-def _describe_call(spec: RunSpec, item: Any) -> str:
-    args, kwargs = _arguments(spec, item, {})
+def describe_call(mode: int, item: Any) -> str:
+    """``(1, 'a', key=2)``: an item's call, short enough for a message."""
+    args, kwargs = arguments_of(mode, item, {})
     parts = [short_repr(a) for a in args] + [f"{k}={short_repr(v)}" for k, v in kwargs.items()]
     return f"({', '.join(parts)})" if len(parts) != 1 else f"({parts[0]},)" if not kwargs else f"({parts[0]})"
 
@@ -194,18 +57,25 @@ class _Run:
     """The state of one run while it goes."""
 
     def __init__(
-        self, spec: RunSpec, options: Options, source: Source, window: int | None, label: str
+        self,
+        spec: RunSpec,
+        policy: Policy,
+        options: Options,
+        source: Source,
+        window: int | None,
+        lazy: bool,
+        label: str,
     ) -> None:
         self.spec = spec
+        self.policy = policy
         self.options = options
         self.source = source
         self.window = window
-        self.lazy = False
+        self.lazy = lazy
         self.retry: deque[Chunk] = deque()
-        self.attempts: dict[int, int] = {}
         self.in_flight = 0
         self.reporter = open_reporter(options.progress, source.total, label)
-        #: Items handed back to the consumer so far (with `position`: items read ahead).
+        #: Items handed back to the consumer so far (with the position: items read ahead).
         self.handed = 0
         #: Pickled bytes of the chunks in flight, by chunk start, and their sum.
         self.chunk_bytes: dict[int, int] = {}
@@ -213,7 +83,10 @@ class _Run:
         self.sent_items = 0
         self.sent_bytes = 0
 
+    # -- read-ahead ----------------------------------------------------------------
+
     def sent(self, chunk: Chunk, size: int | None) -> None:
+        self.in_flight += 1
         if size is None:
             return
         self.chunk_bytes[chunk.start] = self.chunk_bytes.get(chunk.start, 0) + size
@@ -222,6 +95,7 @@ class _Run:
         self.sent_bytes += size
 
     def back(self, chunk: Chunk) -> None:
+        self.in_flight -= 1
         self.bytes_out -= self.chunk_bytes.pop(chunk.start, 0)
 
     def read_limit(self, position: int) -> int | None:
@@ -232,7 +106,7 @@ class _Run:
         if self.sent_items:
             per_item = max(1.0, self.sent_bytes / self.sent_items)
             limits.append(int((_BYTES_AHEAD - self.bytes_out) / per_item))
-        if self.window is not None or self.lazy:
+        if self.lazy:
             limits.append(_LAZY_MAX_ITEMS)
         if not limits:
             return None
@@ -241,40 +115,54 @@ class _Run:
             return 1  # nothing in flight: always make progress
         return max(0, limit)
 
-    def fail(self, error: BaseException, chunk: Chunk, pos: int, worker: str, note: bool) -> Any:
-        index = chunk.start + pos
-        item = chunk.items[pos]
+    # -- outcomes ------------------------------------------------------------------
+
+    def fail(self, error: BaseException, index: int, item: Any, worker: str, note: bool) -> Any:
         if note:
-            error.add_note(f"fanmap: raised by item {index} {_describe_call(self.spec, item)} in {worker}")
-        policy = self.options.on_error
-        if policy == "raise":
-            raise error
-        if policy == "skip":
-            return SKIPPED
-        args, kwargs = _arguments(self.spec, item, self.spec.kwargs)
-        return Failure(error, index, args, dict(kwargs))
+            call = describe_call(self.spec.calls.mode, item)
+            error.add_note(f"fanmap: raised by item {index} {call} in {worker}")
+        return self.policy.settle(error, index, self.spec.calls.mode, item, self.spec.calls.kwargs)
 
-    def done(self, event: Done) -> tuple[int, list[Any]]:
-        chunk, values = event.chunk, event.results
-        if event.errors:
-            for pos, error in sorted(event.errors.items()):
-                values[pos] = self.fail(error, chunk, pos, event.worker, note=True)
-        return chunk.start, values
+    def done(self, event: Done) -> list[Block]:
+        chunk, results, errors = event.chunk, event.results, event.errors
+        if not errors and len(results) == len(chunk.items):
+            return [(chunk.start, results)]
+        blocks: list[Block] = []
+        again: list[Chunk] = []
+        begin, values = 0, []
+        for pos, value in enumerate(results):
+            error = errors.get(pos) if errors else None
+            if error is None:
+                values.append(value)
+                continue
+            index = chunk.start + pos
+            if self.policy.retry(index, error):
+                if values:
+                    blocks.append((chunk.start + begin, values))
+                begin, values = pos + 1, []
+                again.append(Chunk(index, chunk.items[pos : pos + 1]))
+            else:
+                values.append(self.fail(error, index, chunk.items[pos], event.worker, note=True))
+        if values:
+            blocks.append((chunk.start + begin, values))
+        ran = len(results)
+        if ran < len(chunk.items):  # stopped at a failure: the rest did not run
+            again.append(Chunk(chunk.start + ran, chunk.items[ran:]))
+        self.retry.extendleft(reversed(again))
+        return blocks
 
-    def lost(self, event: Lost) -> tuple[int, list[Any]] | None:
+    def lost(self, event: Lost) -> list[Block]:
         chunk = event.chunk
         if event.kind == "unstarted":
             self.retry.appendleft(chunk)
-            return None
+            return []
         if len(chunk.items) > 1:
             # Which item killed the worker? Run each alone to find out; no try is counted.
             for pos in reversed(range(len(chunk.items))):
                 self.retry.appendleft(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
-            return None
+            return []
         index = chunk.start
-        tries = self.attempts.get(index, 0) + 1
-        self.attempts[index] = tries
-        call = _describe_call(self.spec, chunk.items[0])
+        call = describe_call(self.spec.calls.mode, chunk.items[0])
         error: BaseException
         if event.kind == "timeout":
             error = TaskTimeoutError(f"item {index} {call} {event.reason}")
@@ -283,15 +171,26 @@ class _Run:
                 f"{event.reason} while running item {index} {call}; the worker was replaced",
                 exitcode=event.exitcode,
             )
-        if tries <= self.spec.retries and isinstance(error, self.spec.retry_on):
+        if self.policy.retry(index, error):
             self.retry.appendleft(chunk)
-            return None
+            return []
         if self.options.on_error == "raise":
             error.add_note(
                 'fanmap: to carry on past such items use on_error="return" or "skip"; '
                 "to try them again use retries=N"
             )
-        return chunk.start, [self.fail(error, chunk, 0, event.worker, note=False)]
+        return [(index, [self.fail(error, index, chunk.items[0], event.worker, note=False)])]
+
+    def unsendable(self, chunk: Chunk, bad: Unsendable) -> list[Block]:
+        """Fail the items that could not be pickled; send the others one by one."""
+        blocks: list[Block] = []
+        for pos in range(len(chunk.items)):
+            if pos in bad.errors:
+                index = chunk.start + pos
+                blocks.append((index, [self.fail(bad.errors[pos], index, chunk.items[pos], "", note=False)]))
+            else:
+                self.retry.append(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
+        return blocks
 
 
 def _importing_main_in_a_worker() -> bool:
@@ -304,30 +203,33 @@ def _importing_main_in_a_worker() -> bool:
 def execute(
     fn: Callable[..., Any],
     ref: Any,
-    mode: int,
+    mode: CallMode,
     source: Source,
     kwargs: dict[str, Any],
     options: Options,
     *,
     window: int | None,
     label: str = "",
-) -> Iterator[tuple[int, list[Any]]]:
-    """Run ``fn`` over ``source``; yield ``(start, values)`` blocks.
+) -> Iterator[Block]:
+    """Run ``fn`` over ``source``; yield ``(start, values)`` blocks of final values.
 
     Blocks come in input order when ``options.ordered`` (``window`` then bounds how many
     chunks may be out, done or not, before the oldest is yielded), else as they finish.
-    Each block has one value per item: the result, a `Failure`, or `SKIPPED`.
+    A value is a result or, under ``on_error="return"``, a `Failure`; items skipped
+    under ``"skip"`` are left out (``start`` still names the block's first input item).
+    A given ``window`` also marks the run as lazy (``imap``): its input is read only a
+    little ahead of what was handed back.
     """
     if _importing_main_in_a_worker():
         raise RuntimeError(
-            "fanmap: a parallel map was started while a new worker process was importing "
-            "the main script (the 'spawn' and 'forkserver' start methods import it again in "
-            "every worker). Put the code that starts maps under "
-            '`if __name__ == "__main__":`, or use start_method="fork".'
+            "fanmap: a parallel map was started while a new process was importing the main "
+            "script (multiprocessing's spawn and forkserver start methods import it again "
+            "in every process they start). Put the code that starts maps under "
+            '`if __name__ == "__main__":`.'
         )
-    backend = get_backend("serial" if _pools.in_worker() else options.backend)
+    backend = get_backend("serial" if _context.in_worker() else options.backend)
     state = options.state.objects() if options.state is not None else {}
-    if state and not getattr(backend, "shares_memory", False):
+    if state and not backend.shares_memory:
         raise SharedStateError(
             f"the {backend.name} backend cannot share memory with its workers, so it cannot "
             f'run a function with @shared_state; use backend="process", "thread" or "serial"'
@@ -341,19 +243,16 @@ def execute(
     first = source.take(1, block=True)
     if first is None:
         return
-    spec = RunSpec(
-        fn=fn,
-        ref=ref,
-        mode=mode,
-        kwargs=kwargs,
-        fail_fast=options.on_error == "raise",
-        retries=options.retries,
-        retry_on=options.retry_on,
-        timeout=options.timeout,
-        state=state,
+    policy = Policy(options.on_error, options.retries, options.retry_on)
+    run = _Run(
+        RunSpec(Calls(fn, mode, kwargs, policy.stop_on_error), ref, options.timeout, state),
+        policy,
+        options,
+        source,
+        window if options.ordered else None,
+        window is not None,
+        label,
     )
-    run = _Run(spec, options, source, window if options.ordered else None, label)
-    run.lazy = window is not None
     try:
         with _pools.lease(backend, options) as pool:
             yield from _drive(run, pool, first)
@@ -372,7 +271,7 @@ class _Orderer:
         self.pending: dict[int, list[Any]] = {}
         self.next = 0
 
-    def push(self, start: int, values: list[Any]) -> list[tuple[int, list[Any]]]:
+    def push(self, start: int, values: list[Any]) -> list[Block]:
         if not self.ordered:
             return [(start, values)]
         self.pending[start] = values
@@ -384,10 +283,11 @@ class _Orderer:
         return out
 
 
-def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, list[Any]]]:
-    sizer = _Sizer(run.options, pool.workers, run.source.total, getattr(pool, "target_seconds", _TARGET))
+def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[Block]:
+    sizer = Sizer(run.options, pool.workers, run.source.total, pool.target_seconds or TARGET)
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter
+    skips = run.policy.skips
     live = isinstance(run.source, QueueSource)
     position = 0  # index of the next new item
     staged: Sequence[Any] | None = first
@@ -396,7 +296,7 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
     pool.begin(run.spec)
     try:
         while True:
-            ready: list[tuple[int, list[Any]]] = []
+            ready: list[Block] = []
             # Fill the pool, retries first, while it has room and the window allows.
             while pool.room(sizer.depth(position)) > 0:
                 if run.window is not None and run.in_flight + len(orderer.pending) >= run.window:
@@ -411,8 +311,7 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                         limit = pool.limit()
                         if allowed is not None:
                             limit = allowed if limit is None else min(limit, allowed)
-                        size = sizer.size(position, limit)
-                        staged = run.source.take(size, block=run.in_flight == 0)
+                        staged = run.source.take(sizer.size(position, limit), block=run.in_flight == 0)
                         exhausted = staged is None
                     if not staged:
                         staged = None
@@ -425,45 +324,32 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[tuple[int, l
                 except Unsendable as exc:
                     bad = exc
                 else:
-                    run.in_flight += 1
                     run.sent(chunk, sent)
                     continue
                 # Handled outside the except clause: a raised SerializationError must not
                 # carry the pickler's failure as its context.
-                ready.extend(_unsendable(run, chunk, bad))
+                ready.extend(run.unsendable(chunk, bad))
             if run.in_flight == 0 and not run.retry and not ready:
                 if exhausted:
                     break
                 continue  # a live source had nothing yet: ask it again, blocking
             for event in pool.wait(_LIVE_POLL if live and not exhausted else None):
-                run.in_flight -= 1
                 run.back(event.chunk)
                 if isinstance(event, Done):
                     sizer.measure(len(event.results), event.elapsed)
-                    ready.append(run.done(event))
+                    ready.extend(run.done(event))
                 else:
-                    block = run.lost(event)
-                    if block is not None:
-                        ready.append(block)
+                    ready.extend(run.lost(event))
             for start, values in ready:
                 if reporter is not None:
                     reporter.advance(len(values))
-                for block in orderer.push(start, values):
-                    run.handed += len(block[1])
-                    yield block
+                for out_start, out in orderer.push(start, values):
+                    run.handed += len(out)
+                    if skips:
+                        out = [v for v in out if v is not SKIPPED]
+                        if not out:
+                            continue
+                    yield out_start, out
         finished = True
     finally:
         pool.end(abort=not finished)
-
-
-def _unsendable(run: _Run, chunk: Chunk, bad: Unsendable) -> list[tuple[int, list[Any]]]:
-    """Fail the items that could not be pickled; send the others one by one."""
-    blocks: list[tuple[int, list[Any]]] = []
-    for pos in range(len(chunk.items)):
-        if pos in bad.errors:
-            blocks.append(
-                (chunk.start + pos, [run.fail(bad.errors[pos], chunk, pos, "the caller", note=False)])
-            )
-        else:
-            run.retry.append(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
-    return blocks

@@ -27,6 +27,8 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+from ._serialize import pickling_error
+
 __all__ = ["LOG", "OUT", "deliver", "flush_output", "forward_output"]
 
 #: A reply that is a log record, not a chunk's outcome: (LOG, record attributes).
@@ -61,7 +63,7 @@ class _ForwardLogging(logging.Handler):
             try:
                 blob = pickle.dumps((LOG, data), _PROTOCOL)
             except Exception:  # an unpicklable `extra=` value: send its repr
-                data = {k: v if _picklable(v) else repr(v) for k, v in data.items()}
+                data = {k: v if pickling_error(v) is None else repr(v) for k, v in data.items()}
                 blob = pickle.dumps((LOG, data), _PROTOCOL)
             flush_output()  # what was printed before the record comes before it
             with self._lock:
@@ -71,14 +73,6 @@ class _ForwardLogging(logging.Handler):
 
     def formatException(self, exc_info: Any) -> str:
         return logging.Formatter().formatException(exc_info)
-
-
-def _picklable(value: object) -> bool:
-    try:
-        pickle.dumps(value, _PROTOCOL)
-    except Exception:
-        return False
-    return True
 
 
 class _ForwardStream(io.TextIOBase):

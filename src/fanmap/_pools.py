@@ -13,14 +13,14 @@ import multiprocessing.util
 import os
 import threading
 import weakref
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ._backends import Backend, Pool
     from ._config import Options
 
-__all__ = ["in_worker", "lease", "mark_worker", "shutdown"]
+__all__ = ["IDLE_TIMEOUT", "lease", "on_shutdown", "shutdown"]
 
 #: Seconds an idle worker process waits for work before it exits.
 IDLE_TIMEOUT: Final = 300.0
@@ -30,31 +30,7 @@ _KEEP: Final = 2
 _lock = threading.Lock()
 _idle: dict[Hashable, list[Pool]] = {}
 _every: weakref.WeakSet[Pool] = weakref.WeakSet()
-_in_worker = False
-_task = threading.local()
-
-
-def mark_worker() -> None:
-    """Note that this process is a fanmap worker: maps run here serially."""
-    global _in_worker
-    _in_worker = True
-
-
-def in_worker() -> bool:
-    """Return True inside a fanmap worker process, or a task fanmap runs on a cluster."""
-    return _in_worker or getattr(_task, "running", False)
-
-
-@contextlib.contextmanager
-def task_scope() -> Iterator[None]:
-    """Mark this thread as running a fanmap task (a Dask task may run in a thread of
-    the caller's own process, which must not turn serial as a whole)."""
-    previous = getattr(_task, "running", False)
-    _task.running = True
-    try:
-        yield
-    finally:
-        _task.running = previous
+_on_shutdown: list[Callable[[], None]] = []
 
 
 @contextlib.contextmanager
@@ -133,9 +109,13 @@ def shutdown() -> None:
         _every.clear()
     for pool in pools:
         _close(pool)
-    from ._shared import stop_manager
+    for hook in list(_on_shutdown):
+        hook()
 
-    stop_manager()
+
+def on_shutdown(hook: Callable[[], None]) -> None:
+    """Run ``hook`` whenever fanmap shuts its pools down (`shutdown`, and at exit)."""
+    _on_shutdown.append(hook)
 
 
 def _forget_after_fork() -> None:
@@ -144,9 +124,6 @@ def _forget_after_fork() -> None:
     _lock = threading.Lock()
     _idle.clear()
     _every.clear()
-    from . import _shared
-
-    _shared._manager = None  # the parent's Manager; its own finalizer ignores this process
 
 
 # multiprocessing joins its non-daemonic children at exit; importing its util module

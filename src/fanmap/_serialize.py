@@ -10,7 +10,16 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
-__all__ = ["PROTOCOL", "describe", "dumps", "dumps_function", "find_unpicklable", "short_repr"]
+__all__ = [
+    "PROTOCOL",
+    "describe",
+    "dumps",
+    "dumps_function",
+    "find_unpicklable",
+    "find_unpicklable_capture",
+    "pickling_error",
+    "short_repr",
+]
 
 from ._mainmod import PROTOCOL
 from ._mainmod import dumps as dumps
@@ -42,7 +51,8 @@ def dumps_function(fn: object) -> bytes:
     return dumps(fn)
 
 
-def _picklable(obj: object) -> BaseException | None:
+def pickling_error(obj: object) -> BaseException | None:
+    """The error pickling ``obj`` raises, or None if it pickles."""
     try:
         dumps(obj)
     except Exception as exc:
@@ -66,13 +76,13 @@ def find_unpicklable(
         or ``None`` when every value pickles.
     """
     for position, value in enumerate(args):
-        error = _picklable(value)
+        error = pickling_error(value)
         if error is not None:
             if names is not None and position < len(names):
                 return f"argument {names[position]}", value, error
             return f"argument at position {position} (counting from 0)", value, error
     for name, value in kwargs.items():
-        error = _picklable(value)
+        error = pickling_error(value)
         if error is not None:
             return f"keyword argument {name}=", value, error
     return None
@@ -89,14 +99,14 @@ def find_unpicklable_capture(fn: Any) -> tuple[str, object, BaseException] | Non
             value = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-        error = _picklable(value)
+        error = pickling_error(value)
         if error is not None:
             return name, value, error
     globals_ = getattr(fn, "__globals__", {})
     for name in code.co_names:
         if name in globals_:
             value = globals_[name]
-            error = _picklable(value)
+            error = pickling_error(value)
             if error is not None:
                 return name, value, error
     return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from ._chunk import ARGS, Args
-from ._engine import QueueSource, execute
+from ._args import Args, CallMode
+from ._engine import execute
 from ._errors import Failure
+from ._sources import QueueSource
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -62,7 +63,7 @@ class Submitter:
             source = _FutureSource(self)
             try:
                 for start, values in execute(
-                    owner._fanmap_fn, owner._root, ARGS, source, {}, options, window=None
+                    owner.__fanmap_call__, owner._root, CallMode.ARGS, source, {}, options, window=None
                 ):
                     for offset, value in enumerate(values):
                         future = self._futures.pop(start + offset)

@@ -5,11 +5,13 @@ result pipe. It never decides anything: it runs what it is sent, in order.
 
 ```
 caller                                   worker
-  SETUP (function, keywords, policy) --->  loads and keeps them for the run
-  TASK (start, items)                --->  call_chunk(...)
+  Setup (function, calls)            --->  loads and keeps them for the run
+  (TASK, start, items)               --->  call_chunk(...)
                                      <---  (LOG, record), (OUT, 1, text): see _forward
                                      <---  (results, errors or None, elapsed)
   None                               --->  exits
+
+(the messages are in _wire)
 ```
 
 Its log records go to the caller over the reply pipe, each as it is emitted, so they
@@ -33,22 +35,18 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from . import _pools
-from ._chunk import RunSpec, call_chunk
+from . import _context
+from ._args import CallMode
+from ._bigargs import Inbound
+from ._calls import Calls, call_chunk, callable_of
 from ._errors import SerializationError
 from ._forward import apply_levels, flush_output, forward_output
 from ._serialize import describe, dumps
-from ._shm import Inbound
 from ._traceback import capture
+from ._wire import TASK, TASK_SHM, WHOLE_CHUNK, Setup
 
-__all__ = ["SETUP", "TASK", "TASK_SHM", "WHOLE_CHUNK", "worker_main"]
+__all__ = ["worker_main"]
 
-TASK: Final = 0
-SETUP: Final = 1
-#: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
-TASK_SHM: Final = 2
-#: The key under which an error stands for every item of the chunk.
-WHOLE_CHUNK: Final = -1
 #: Seconds between two looks at whether the caller is still there.
 _WATCH_EVERY: Final = 0.2
 
@@ -67,13 +65,11 @@ def _limit_blas_threads(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
-def _load_spec(message: tuple[Any, ...], state: dict[str, Any], inbound: Inbound) -> RunSpec:
-    _, fn_blob, rest_blob, descriptors, levels = message
-    apply_levels(levels)
-    fn = pickle.loads(fn_blob)
-    mode, kwargs, fail_fast, retries, retry_on, timeout = inbound.loads(rest_blob, descriptors)
-    plain = getattr(fn, "_fanmap_fn", None) or getattr(fn, "__fanmap_state__", (fn,))[0]
-    return RunSpec(plain, fn, mode, {**state, **kwargs}, fail_fast, retries, retry_on, timeout)
+def _load(setup: Setup, state: dict[str, Any], inbound: Inbound) -> Calls:
+    apply_levels(setup.log_levels)
+    fn = callable_of(pickle.loads(setup.function))
+    mode, kwargs, stop_on_error = inbound.loads(setup.calls, setup.descriptors)
+    return Calls(fn, CallMode(mode), {**state, **kwargs}, stop_on_error)
 
 
 def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed: float) -> bytes:
@@ -160,10 +156,10 @@ def worker_main(
         _release_inherited_sockets()
     faulthandler.enable()
     _limit_blas_threads(blas_threads)
-    _pools.mark_worker()
+    _context.mark_worker()
     send_lock = threading.Lock()
     forward_output(replies, send_lock)
-    spec: RunSpec | None = None
+    spec: Calls | None = None
     spec_error: BaseException | None = None
     inbound = Inbound()
     idle_since = time.monotonic()
@@ -184,11 +180,11 @@ def worker_main(
             message = (TASK, None, exc)
         if message is None:
             return
-        if message[0] == SETUP:
+        if isinstance(message, Setup):
             spec = None
             inbound.release()  # the last run's segments
             try:
-                spec, spec_error = _load_spec(message, state, inbound), None
+                spec, spec_error = _load(message, state, inbound), None
             except Exception as exc:
                 spec, spec_error = None, exc
             continue

@@ -50,7 +50,7 @@ def client() -> Iterator[Any]:
 
 
 def pools_on(client: Any) -> list[DaskPool]:
-    return [p for p in _pools._every if isinstance(p, DaskPool) and p._client is client]
+    return [p for p in list(_pools._every) if isinstance(p, DaskPool) and p._client is client]
 
 
 def test_an_existing_client_is_used_and_left_running(client: Any) -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fanmap
 from fanmap import (
     Array,
     Dict,
@@ -126,20 +127,19 @@ def test_state_given_twice_is_refused() -> None:
 
 
 def test_a_backend_that_cannot_share_memory_refuses_before_any_work() -> None:
+    # DaskBackend() opens nothing until a pool is leased: the refusal comes first.
+    counter = Value("i", 0)
+    pf = parallel(shared_state(counter=counter)(funcs.bump_many), backend=fanmap.DaskBackend())
+    with pytest.raises(SharedStateError, match=r"dask backend cannot share memory.*process"):
+        pf.map(iter([1]))
+
+
+def test_only_built_in_backends_are_accepted() -> None:
     class Remote:
         name = "remote"
-        shares_memory = False
 
-        def pool_key(self, options: object) -> object:
-            return ("remote",)
-
-        def open_pool(self, options: object) -> object:
-            raise AssertionError("no pool may be opened")
-
-    counter = Value("i", 0)
-    pf = parallel(shared_state(counter=counter)(funcs.bump_many), backend=cast(Any, Remote()))
-    with pytest.raises(SharedStateError, match=r"remote backend cannot share memory.*process"):
-        pf.map(iter([1]))
+    with pytest.raises(TypeError, match=r"or a fanmap.DaskBackend\(...\), not"):
+        parallel(funcs.bump_many, backend=cast(Any, Remote()))
 
 
 def test_state_attribute() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import fanmap
-from fanmap import Args, Failure, ParallelFunction, _engine, _pools, parallel, pmap
+from fanmap import Args, Failure, ParallelFunction, _pools, parallel, pmap
 from tests import funcs
 
 
@@ -88,8 +88,8 @@ def test_imap_is_lazy_over_an_endless_generator(backend: Any) -> None:
     it = pf.imap(endless())
     assert list(itertools.islice(it, 100)) == [x * x for x in range(100)]
     it.close()  # type: ignore[attr-defined]
-    # bounded read-ahead: a few chunks in flight, each of at most _MAX_ITEMS items
-    assert pulled < 8 * _engine._MAX_ITEMS
+    # bounded read-ahead: a few chunks per worker, each of at most 1,024 items
+    assert pulled <= 100 + 16 * 1024
 
 
 def test_imap_unordered_gives_every_result(backend: Any) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 
 from fanmap._config import resolve
-from fanmap._engine import Source, _Orderer, _Sizer
+from fanmap._engine import _Orderer
+from fanmap._sizing import Sizer as _Sizer
+from fanmap._sources import Source
 
 
 def test_first_chunks_probe_with_one_item() -> None:

@@ -10,6 +10,7 @@ Built-in backends are imported only when first asked for.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .._chunk import Chunk, Event, RunSpec
     from .._config import Options
 
-__all__ = ["Backend", "Pool", "Unsendable", "get_backend"]
+__all__ = ["Backend", "Pool", "Unsendable", "get_backend", "wait_timeout"]
 
 
 class Unsendable(Exception):
@@ -31,14 +32,16 @@ class Unsendable(Exception):
 
 
 class Pool(Protocol):
-    """Workers that run chunks; one run at a time.
-
-    A pool may also set ``target_seconds``: how much work one chunk should hold (the
-    engine's default suits local workers; a remote backend asks for more).
-    """
+    """Workers that run chunks; one run at a time."""
 
     #: How many chunks can run at once.
     workers: int
+
+    @property
+    def target_seconds(self) -> float | None:
+        """How much work one chunk should hold, in seconds; None for the engine's default
+        (which suits local workers: a remote backend asks for more)."""
+        ...
 
     @property
     def usable(self) -> bool:
@@ -94,6 +97,20 @@ class Backend(Protocol):
         ...
 
 
+def wait_timeout(timeout: float | None, oldest: float | None, limit: float | None) -> float | None:
+    """How long a pool's ``wait`` may block: until ``timeout``, or the first call's deadline.
+
+    Args:
+        timeout: What the engine allowed (None: until something happens).
+        oldest: When the longest-running call began (``time.monotonic()``), or None.
+        limit: The run's ``timeout`` option, or None.
+    """
+    if limit is None or oldest is None:
+        return timeout
+    first = max(0.0, oldest + limit - time.monotonic())
+    return first if timeout is None else max(0.0, min(timeout, first))
+
+
 _BUILT_IN: Final = {
     "process": "._process",
     "thread": "._thread",
@@ -103,9 +120,9 @@ _BUILT_IN: Final = {
 
 
 def get_backend(spec: object) -> Backend:
-    """Return the backend an option value names, importing it on first use."""
+    """Return the backend an option value names (importing it on first use), or the object."""
     if isinstance(spec, str):
         module = importlib.import_module(_BUILT_IN[spec], __name__)
         backend: Backend = module.BACKEND
         return backend
-    return spec  # type: ignore[return-value]  # validated to have open_pool
+    return spec  # type: ignore[return-value]  # validated: a DaskBackend

@@ -26,11 +26,13 @@ import time
 from collections.abc import Hashable
 from typing import Any, Final
 
-from .. import _pools
-from .._chunk import Chunk, Done, Event, Lost, RunSpec, call_chunk
+from .. import _context
+from .._calls import Calls, call_chunk
+from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
 from .._errors import BackendUnavailableError
 from .._traceback import capture, rebuild
+from . import wait_timeout
 
 __all__ = ["BACKEND", "CHUNK_SECONDS", "DaskBackend", "DaskPool"]
 
@@ -49,12 +51,12 @@ def _distributed() -> Any:
     return distributed
 
 
-def run_chunk(spec: RunSpec, kwargs: dict[str, Any], items: Any) -> tuple[list[Any], Any, float]:
+def run_chunk(calls: Calls, kwargs: dict[str, Any], items: Any) -> tuple[list[Any], Any, float]:
     """The task: run a chunk on a Dask worker, as a local worker would."""
     begun = time.perf_counter()
-    spec = dataclasses.replace(spec, kwargs=kwargs)
-    with _pools.task_scope():  # a parallel function called in here runs serially
-        results, errors = call_chunk(spec, items)
+    calls = dataclasses.replace(calls, kwargs=kwargs)
+    with _context.task_scope():  # a parallel function called in here runs serially
+        results, errors = call_chunk(calls, items)
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
     return results, captured, time.perf_counter() - begun
 
@@ -94,7 +96,7 @@ class DaskPool:
         self._futures: dict[Any, tuple[Chunk, float]] = {}
         # Done callbacks land here (from Dask's own thread); wait() reads them.
         self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._spec: RunSpec | None = None
+        self._calls: Calls | None = None
         self._kwargs: Any = None
         self._closed = False
 
@@ -114,13 +116,13 @@ class DaskPool:
     def begin(self, spec: RunSpec) -> None:
         # The keywords travel apart (scattered); the plain function goes with the task
         # (Dask pickles it, by reference where it can), not the decorated object.
-        self._spec = dataclasses.replace(spec, ref=None, kwargs={}, timeout=None)
+        self._calls = dataclasses.replace(spec.calls, kwargs={})
         self._timeout = spec.timeout
         # The map's keywords go to the cluster once, not with every task.
         # One object under a key of its own: scattering the dict itself would name the
         # data after its keys, which the next map's keywords would collide with.
         # Broadcast, so that losing one worker does not lose them for every later task.
-        kwargs = spec.kwargs
+        kwargs = spec.calls.kwargs
         self._kwargs = self._client.scatter([kwargs], hash=False, broadcast=True)[0] if kwargs else {}
 
     def room(self, depth: int) -> int:
@@ -130,7 +132,7 @@ class DaskPool:
         return None
 
     def submit(self, chunk: Chunk) -> int | None:
-        future = self._client.submit(run_chunk, self._spec, self._kwargs, chunk.items, pure=False)
+        future = self._client.submit(run_chunk, self._calls, self._kwargs, chunk.items, pure=False)
         self._futures[future] = (chunk, time.monotonic())
         future.add_done_callback(self._finished.put)
         return None
@@ -138,9 +140,7 @@ class DaskPool:
     def wait(self, timeout: float | None) -> list[Event]:
         if not self._futures:
             return []
-        if self._timeout is not None:
-            first = min(t for _, t in self._futures.values()) + self._timeout - time.monotonic()
-            timeout = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        timeout = wait_timeout(timeout, min(t for _, t in self._futures.values()), self._timeout)
         events: list[Event] = []
         try:
             future = self._finished.get(timeout=timeout)
@@ -181,7 +181,7 @@ class DaskPool:
             self._client.cancel(list(self._futures))
             self._futures.clear()
         self._kwargs = None
-        self._spec = None
+        self._calls = None
 
     def close(self) -> None:
         if self._closed:

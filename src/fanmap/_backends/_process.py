@@ -1,7 +1,7 @@
 """The process backend: fanmap's own worker processes, one pair of pipes each.
 
 ```
-                 task pipe (SETUP, TASK, None)
+                 task pipe (Setup, TASK, None: see _wire)
   caller  ──────────────────────────────────────────►  worker i  (own process group)
   engine  ◄──────────────────────────────────────────   call_chunk(...)
   thread         result pipe (results, errors, elapsed)
@@ -34,7 +34,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Final
 
 from .. import _pools
-from .._chunk import Chunk, Done, Event, Lost, RunSpec, call_args
+from .._args import CallMode, arguments_of
+from .._bigargs import Outbound
+from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options, cpu_count
 from .._errors import SerializationError
 from .._forward import deliver, log_levels
@@ -47,10 +49,10 @@ from .._serialize import (
     find_unpicklable,
     find_unpicklable_capture,
 )
-from .._shm import Outbound
 from .._traceback import rebuild
-from .._worker import SETUP, TASK, TASK_SHM, WHOLE_CHUNK, worker_main
-from . import Unsendable
+from .._wire import TASK, TASK_SHM, WHOLE_CHUNK, Setup
+from .._worker import worker_main
+from . import Unsendable, wait_timeout
 
 __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
 
@@ -233,6 +235,8 @@ def _positional_names(fn: Any) -> list[str] | None:
 class ProcessPool:
     """Worker processes started with one start method, restarted as needed."""
 
+    target_seconds = None
+
     def __init__(self, options: Options) -> None:
         self.workers = options.workers
         self._context = multiprocessing.get_context(options.start_method)
@@ -241,7 +245,7 @@ class ProcessPool:
         self._state: dict[str, Any] = options.state.prepare() if options.state is not None else {}
         self._slots: list[_Worker | None] = [None] * options.workers
         self._setup = b""
-        self._mode = 0
+        self._mode = CallMode.ONE
         self._fn: Any = None
         self._timeout: float | None = None
         self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
@@ -259,18 +263,18 @@ class ProcessPool:
         try:
             fn_blob = dumps_function(spec.ref)
         except Exception as exc:
-            raise _unpicklable_function(spec.fn, exc) from None
-        self._mode = spec.mode
-        self._fn = spec.fn
-        run = (spec.mode, spec.kwargs, spec.fail_fast, spec.retries, spec.retry_on, spec.timeout)
+            raise _unpicklable_function(spec.calls.fn, exc) from None
+        self._mode = spec.calls.mode
+        self._fn = spec.calls.fn
+        run = (int(spec.calls.mode), spec.calls.kwargs, spec.calls.stop_on_error)
         try:
             rest, descriptors = self._outbound.dumps(run)
         except Exception:
             try:
                 rest, descriptors = dumps(run), []
             except Exception:
-                raise _unpicklable_keyword(spec.kwargs) from None
-        self._setup = pickle.dumps((SETUP, fn_blob, rest, descriptors, log_levels()), PROTOCOL)
+                raise _unpicklable_keyword(spec.calls.kwargs) from None
+        self._setup = pickle.dumps(Setup(fn_blob, rest, descriptors, log_levels()), PROTOCOL)
         self._timeout = spec.timeout
         for i, worker in enumerate(self._slots):
             if worker is None or worker.gone() or worker.retiring:
@@ -317,10 +321,7 @@ class ProcessPool:
         errors: dict[int, SerializationError] = {}
         names = _positional_names(self._fn)
         for pos, item in enumerate(chunk.items):
-            try:
-                args, kwargs = call_args(self._mode, item, {})
-            except TypeError:
-                args, kwargs = (item,), {}
+            args, kwargs = arguments_of(self._mode, item, {})
             found = find_unpicklable(args, kwargs, names)
             if found is None:
                 continue
@@ -382,10 +383,7 @@ class ProcessPool:
             return events
         if events:
             timeout = 0.0
-        if self._timeout is not None:
-            now = time.monotonic()
-            first = min(w.started for w in busy) + self._timeout - now
-            timeout = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        timeout = wait_timeout(timeout, min(w.started for w in busy), self._timeout)
         handles: list[Any] = [w.replies for w in busy] + [w.sentinel for w in busy]
         ready = set(wait(handles, timeout))
         for w in busy:

@@ -11,7 +11,8 @@ import time
 from collections.abc import Hashable
 from typing import Final
 
-from .._chunk import Chunk, Done, Event, RunSpec, call_chunk
+from .._calls import Calls, call_chunk
+from .._chunk import Chunk, Done, Event, RunSpec
 from .._config import Options
 
 __all__ = ["BACKEND", "SerialBackend", "SerialPool"]
@@ -22,13 +23,14 @@ class SerialPool:
 
     workers = 1
     usable = True
+    target_seconds = None
 
     def __init__(self) -> None:
-        self._spec: RunSpec | None = None
+        self._calls: Calls | None = None
         self._done: list[Event] = []
 
     def begin(self, spec: RunSpec) -> None:
-        self._spec = spec.with_state()
+        self._calls = spec.calls.with_keywords(spec.state)
         self._done = []
 
     def room(self, depth: int) -> int:
@@ -38,9 +40,9 @@ class SerialPool:
         return None
 
     def submit(self, chunk: Chunk) -> int | None:
-        assert self._spec is not None
+        assert self._calls is not None
         begun = time.perf_counter()
-        results, errors = call_chunk(self._spec, chunk.items)
+        results, errors = call_chunk(self._calls, chunk.items)
         self._done.append(Done(chunk, results, errors, time.perf_counter() - begun, "the caller"))
         return None
 
@@ -49,7 +51,7 @@ class SerialPool:
         return done
 
     def end(self, *, abort: bool) -> None:
-        self._spec = None
+        self._calls = None
         self._done = []
 
     def close(self) -> None:

@@ -17,8 +17,10 @@ import time
 from collections.abc import Hashable
 from typing import Final
 
-from .._chunk import Chunk, Done, Event, Lost, RunSpec, call_chunk
+from .._calls import Calls, call_chunk
+from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
+from . import wait_timeout
 
 __all__ = ["BACKEND", "ThreadBackend", "ThreadPool"]
 
@@ -27,7 +29,7 @@ class _Thread:
     __slots__ = ("chunks", "inbox", "label", "started", "thread")
 
     def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
-        self.inbox: queue.SimpleQueue[tuple[RunSpec, Chunk] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[tuple[Calls, Chunk] | None] = queue.SimpleQueue()
         self.chunks: list[Chunk] = []
         self.started = 0.0
         self.label = f"thread {index}" + (f".{generation}" if generation else "")
@@ -41,9 +43,9 @@ class _Thread:
             job = self.inbox.get()
             if job is None:
                 return
-            spec, chunk = job
+            calls, chunk = job
             begun = time.perf_counter()
-            results, errors = call_chunk(spec, chunk.items)
+            results, errors = call_chunk(calls, chunk.items)
             outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
 
 
@@ -55,15 +57,19 @@ class ThreadPool:
         self._outbox: queue.SimpleQueue[tuple[_Thread, Done]] = queue.SimpleQueue()
         self._threads = [_Thread(i, 0, self._outbox) for i in range(self.workers)]
         self._generation = 0
-        self._spec: RunSpec | None = None
+        self._calls: Calls | None = None
+        self._timeout: float | None = None
         self._closed = False
+
+    target_seconds = None
 
     @property
     def usable(self) -> bool:
         return not self._closed
 
     def begin(self, spec: RunSpec) -> None:
-        self._spec = spec.with_state()
+        self._calls = spec.calls.with_keywords(spec.state)
+        self._timeout = spec.timeout
 
     def room(self, depth: int) -> int:
         return sum(max(0, depth - len(t.chunks)) for t in self._threads)
@@ -72,23 +78,20 @@ class ThreadPool:
         return None
 
     def submit(self, chunk: Chunk) -> int | None:
-        assert self._spec is not None
+        assert self._calls is not None
         thread = min(self._threads, key=lambda t: len(t.chunks))
         if not thread.chunks:
             thread.started = time.monotonic()
         thread.chunks.append(chunk)
-        thread.inbox.put((self._spec, chunk))
+        thread.inbox.put((self._calls, chunk))
         return None
 
     def wait(self, timeout: float | None) -> list[Event]:
-        assert self._spec is not None
         busy = [t for t in self._threads if t.chunks]
         if not busy:
             return []
-        limit = self._spec.timeout
-        if limit is not None:
-            first = min(t.started for t in busy) + limit - time.monotonic()
-            timeout = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        limit = self._timeout
+        timeout = wait_timeout(timeout, min(t.started for t in busy), limit)
         events: list[Event] = []
         try:
             item = self._outbox.get(timeout=timeout)
@@ -131,7 +134,7 @@ class ThreadPool:
                     t.inbox.put(None)
                     self._generation += 1
                     self._threads[i] = _Thread(i, self._generation, self._outbox)
-        self._spec = None
+        self._calls = None
 
     def close(self) -> None:
         self._closed = True

@@ -1,0 +1,104 @@
+"""The call loop: call the function on every item of a chunk, and say how each call went.
+
+It runs wherever a backend runs calls: in a worker process, a thread, the caller, a
+Dask task. It decides nothing: every call is made once, and each failure is reported
+by position; whether to try again, skip, or stop the map is the engine's choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._args import CallMode, call_args
+
+__all__ = ["Calls", "call_chunk", "callable_of"]
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Calls:
+    """What a worker needs to run a chunk: the function, how items become calls, the keywords."""
+
+    fn: Callable[..., Any]
+    mode: CallMode
+    kwargs: dict[str, Any]
+    #: Stop at a chunk's first failure (the engine asks for it when that failure ends the map).
+    stop_on_error: bool = False
+
+    def with_keywords(self, extra: dict[str, Any]) -> Calls:
+        """These calls with more keywords (shared objects), the map's own winning."""
+        if not extra:
+            return self
+        return dataclasses.replace(self, kwargs={**extra, **self.kwargs})
+
+
+def callable_of(obj: Any) -> Callable[..., Any]:
+    """The plain function a decorated object stands for (``__fanmap_call__``), or the object."""
+    plain: Callable[..., Any] = getattr(obj, "__fanmap_call__", obj)
+    return plain
+
+
+def _from_the_call(error: BaseException) -> BaseException:
+    """Drop this module's frames from the front of a traceback: the function's remain."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return error.with_traceback(tb)
+
+
+def _results(calls: Calls, items: Sequence[Any]) -> Any:
+    """An iterator of the results of calling the function on ``items``, lazily."""
+    fn, kwargs = calls.fn, calls.kwargs
+    if calls.mode == CallMode.ONE:
+        return map(functools.partial(fn, **kwargs) if kwargs else fn, items)
+    if calls.mode == CallMode.STAR:
+        return itertools.starmap(functools.partial(fn, **kwargs) if kwargs else fn, items)
+    return (fn(*a, **k) for a, k in (call_args(CallMode.ARGS, item, kwargs) for item in items))
+
+
+def _explained(calls: Calls, item: Any, error: Exception) -> BaseException:
+    """The error to report for an item: a clear one when a starmap item is not a tuple."""
+    if calls.mode != CallMode.ONE:
+        try:
+            call_args(calls.mode, item, calls.kwargs)
+        except TypeError as exc:
+            exc.__context__ = None
+            return exc.with_traceback(None)
+    return _from_the_call(error)
+
+
+def call_chunk(calls: Calls, items: Sequence[Any]) -> tuple[list[Any], dict[int, BaseException] | None]:
+    """Call the function once on every item of a chunk.
+
+    The happy path is one ``list.extend(map(...))``: no Python-level loop per item.
+    ``list.extend`` keeps what it had appended when the call raises, so the position
+    of a failing item is simply the length of the results so far.
+
+    Returns:
+        The results (``None`` in a failed item's place) and the errors by position,
+        or ``None`` when nothing failed. With ``stop_on_error`` the results end at the
+        first failure: the items after it did not run.
+    """
+    results: list[Any] = []
+    errors: dict[int, BaseException] | None = None
+    position = 0
+    count = len(items)
+    while position < count:
+        rest = items if position == 0 else items[position:]
+        try:
+            results.extend(_results(calls, rest))
+        except Exception as exc:
+            position = len(results)
+            results.append(None)
+            if errors is None:
+                errors = {}
+            errors[position] = _explained(calls, items[position], exc)
+            if calls.stop_on_error:
+                break
+            position += 1
+        else:
+            break
+    return results, errors

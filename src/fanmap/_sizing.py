@@ -1,0 +1,85 @@
+"""Chunk sizes from the measured time per call.
+
+The first chunk of each worker holds one item, to measure a call; then chunks hold
+about `TARGET` seconds of work (a pool may ask for more, as Dask's does), growing at
+most `_GROWTH` times per step and never past `_MAX_ITEMS`; near the end of input of
+known length they shrink to a share of what is left (down to `_FLOOR` seconds of work)
+so that the workers finish together; and calls slower than `_SLOW` go one per chunk.
+A worker gets a second chunk queued behind its running one while chunks are short, or
+while the end is far away.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from ._config import Options
+
+__all__ = ["TARGET", "Sizer"]
+
+TARGET: Final = 0.01  # seconds of work per chunk for fast calls
+_SLOW: Final = 0.01  # calls slower than this go one per chunk
+_PREFETCH_BELOW: Final = 0.005  # queue a second chunk per worker below this chunk time
+_GROWTH: Final = 64
+_MAX_ITEMS: Final = 1 << 16  # items per chunk at most: bounds what a window holds
+_FADE: Final = 0.7  # weight kept by earlier measurements at each new one
+_FLOOR: Final = 0.002  # seconds of work below which a chunk is not shrunk further
+_SHARE: Final = 2  # a chunk holds at most 1 / (_SHARE * workers) of what is left
+_ENDGAME: Final = 4  # within this many chunks per worker of the end, queue nothing
+
+
+class Sizer:
+    """Chooses chunk sizes from the measured time per call."""
+
+    def __init__(self, options: Options, workers: int, total: int | None, target: float = TARGET) -> None:
+        self.fixed = 1 if options.timeout is not None else options.chunksize
+        # A backend whose tasks cost more (Dask) asks for longer chunks; the other
+        # thresholds keep their proportion to the target.
+        self.target = target
+        self.slow = target * (_SLOW / TARGET)
+        self.floor = target * (_FLOOR / TARGET)
+        self.workers = workers
+        self.total = total
+        self.per_item: float | None = None
+        self._elapsed = 0.0
+        self._items = 0.0
+        self.last = 1
+
+    def measure(self, items: int, elapsed: float) -> None:
+        # Time per call, weighted by items: a big chunk's measure outweighs a small one's
+        # (whose fixed costs inflate it); older chunks fade so that a change is followed.
+        if items <= 0:
+            return
+        self._elapsed = _FADE * self._elapsed + elapsed
+        self._items = _FADE * self._items + items
+        self.per_item = self._elapsed / self._items
+
+    def size(self, position: int, limit: int | None) -> int:
+        if self.fixed is not None:
+            size = self.fixed
+        elif self.per_item is None or self.per_item >= self.slow:
+            size = 1
+        else:
+            size = min(max(1, round(self.target / max(self.per_item, 1e-9))), self.last * _GROWTH, _MAX_ITEMS)
+            if self.total is not None:
+                # Shrink toward the end so that workers finish together, but not below
+                # _FLOOR seconds of work: tinier chunks cost more in round trips than
+                # they save in balance.
+                share = math.ceil((self.total - position) / (_SHARE * self.workers))
+                floor = round(self.floor / max(self.per_item, 1e-9))
+                size = max(1, min(size, max(share, floor)))
+        if limit is not None:
+            size = min(size, limit)
+        self.last = size
+        return size
+
+    def depth(self, position: int) -> int:
+        """Chunks per worker: one running, and one queued behind it while that helps."""
+        if self.per_item is None:
+            return 1
+        if self.per_item * self.last < self.target * (_PREFETCH_BELOW / TARGET):
+            return 2  # short chunks: never let a worker wait for the caller
+        if self.total is not None and self.total - position > _ENDGAME * self.workers * self.last:
+            return 2  # long chunks, far from the end: a queued chunk delays nobody
+        return 1  # near the end (or no end in sight): give work only to a free worker

@@ -1,0 +1,39 @@
+"""The messages between the caller and a worker process, on its two pipes.
+
+```
+task pipe   Setup(function, calls, descriptors, log_levels)   once per run (a map)
+            (TASK, start, items)                               one per chunk
+            (TASK_SHM, descriptors, pickle of the above)       when large buffers ride in shared memory
+            None                                               stop
+reply pipe  (results, errors or None, elapsed)                 one per chunk
+            (LOG, record) / (OUT, 1 or 2, text)                 see _forward
+```
+
+Chunk messages stay plain tuples: they are the hot path, and a named tuple costs a
+class lookup on every message.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+__all__ = ["TASK", "TASK_SHM", "WHOLE_CHUNK", "Setup"]
+
+TASK: Final = 0
+#: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
+TASK_SHM: Final = 2
+#: The key under which an error stands for every item of the chunk.
+WHOLE_CHUNK: Final = -1
+
+
+class Setup(NamedTuple):
+    """What a worker needs for a run, sent before the run's first chunk."""
+
+    #: The pickled function (by reference when importable, else by value).
+    function: bytes
+    #: The pickled ``(mode, keywords, stop_on_error)``, large buffers in shared memory.
+    calls: bytes
+    #: The shared-memory segments ``calls`` refers to.
+    descriptors: list[tuple[str, int]]
+    #: The caller's logging levels, so that the worker makes the same records.
+    log_levels: dict[str, int]
