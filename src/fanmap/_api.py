@@ -13,13 +13,17 @@ import importlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, Unpack, final, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
 from ._args import Args, CallMode
 from ._config import Options, OptionsDict, resolve, validate
 from ._engine import execute
 from ._shared import SharedState, check_parameters
-from ._signature import check_call
+from ._signature import Fn1 as _Fn1
+from ._signature import Fn2 as _Fn2
+from ._signature import Fn3 as _Fn3
+from ._signature import Fn4 as _Fn4
+from ._signature import check_call, label_of, refuse_async
 from ._signature import signature_of as _signature_of
 from ._sources import Source
 from ._submit import Submitter
@@ -90,61 +94,7 @@ def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
     raise _without_our_frames(error)
 
 
-A1 = TypeVar("A1", contravariant=True)
-A2 = TypeVar("A2", contravariant=True)
-A3 = TypeVar("A3", contravariant=True)
-A4 = TypeVar("A4", contravariant=True)
-Rc = TypeVar("Rc", covariant=True)
-
-
-# What `map` and friends ask of the function, for mypy: its first positional parameters
-# take the items of the iterables. ``*args: Any, **kwargs: Any`` leaves the rest open
-# (PEP 612's ``Concatenate[A1, ...]``), so that keyword-only parameters given by
-# @shared_state or by the map's keywords do not get in the way.
-class _Fn1(Protocol[A1, Rc]):
-    def __call__(self, a1: A1, /, *args: Any, **kwargs: Any) -> Rc: ...
-
-
-class _Fn2(Protocol[A1, A2, Rc]):
-    def __call__(self, a1: A1, a2: A2, /, *args: Any, **kwargs: Any) -> Rc: ...
-
-
-class _Fn3(Protocol[A1, A2, A3, Rc]):
-    def __call__(self, a1: A1, a2: A2, a3: A3, /, *args: Any, **kwargs: Any) -> Rc: ...
-
-
-class _Fn4(Protocol[A1, A2, A3, A4, Rc]):
-    def __call__(self, a1: A1, a2: A2, a3: A3, a4: A4, /, *args: Any, **kwargs: Any) -> Rc: ...
-
-
 _UNKNOWN: Any = object()
-
-#: Flags of a code object made by ``async def`` (a coroutine or an async generator).
-_ASYNC_FLAGS = 0x80 | 0x200
-
-
-def _label(fn: Callable[..., Any]) -> str:
-    """A name for messages and progress bars: any callable has one."""
-    if isinstance(fn, functools.partial):
-        return f"partial({_label(fn.func)})"
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if isinstance(name, str):
-        return name
-    return f"{type(fn).__qualname__} object"
-
-
-def _refuse_async(fn: Callable[..., Any]) -> None:
-    inner: Any = fn
-    while isinstance(inner, functools.partial):
-        inner = inner.func
-    code = getattr(getattr(inner, "__wrapped__", inner), "__code__", None)
-    if code is not None and code.co_flags & _ASYNC_FLAGS:
-        name = _label(fn)
-        raise TypeError(
-            f"{name} is an async def function; fanmap runs plain functions only, and its "
-            f"maps would return coroutines nobody awaits. Wrap it in a plain function "
-            f"that runs it: def run(x): return asyncio.run({name}(x)), then map run"
-        )
 
 
 @final
@@ -175,7 +125,7 @@ class ParallelFunction(Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
-        _refuse_async(fn)
+        refuse_async(fn)
         if isinstance(fn, ParallelFunction):
             root = fn._root
             options = {**fn._options, **options}
@@ -192,7 +142,7 @@ class ParallelFunction(Generic[P, R]):
         self._submitter: Submitter | None = None
         self._signature: Any = _UNKNOWN
         functools.update_wrapper(self, fn)
-        label = _label(fn)
+        label = label_of(fn)
         for attribute in ("__name__", "__qualname__"):
             if not isinstance(getattr(self, attribute, None), str):
                 setattr(self, attribute, label)

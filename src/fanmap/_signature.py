@@ -1,17 +1,74 @@
-"""Checks a map's call against the function's signature before any work starts.
+"""What the decorated function is and accepts, checked before any work starts.
 
 ``double.map(xs, ys)`` for a one-parameter function, or ``f.map(xs, chunksize=2)``
 where ``chunksize`` was meant as fanmap's option, would otherwise fail in every worker,
-once per item. Here they fail at once, with a message that says what to do.
+once per item. Here they fail at once, with a message that says what to do. For mypy,
+`Fn1` ... `Fn4` say what ``map`` with one to four iterables asks of the function.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from ._config import OPTION_NAMES
 
-__all__ = ["check_call", "signature_of"]
+__all__ = ["Fn1", "Fn2", "Fn3", "Fn4", "check_call", "label_of", "refuse_async", "signature_of"]
+
+A1 = TypeVar("A1", contravariant=True)
+A2 = TypeVar("A2", contravariant=True)
+A3 = TypeVar("A3", contravariant=True)
+A4 = TypeVar("A4", contravariant=True)
+Rc = TypeVar("Rc", covariant=True)
+
+
+# What `map` and friends ask of the function, for mypy: its first positional parameters
+# take the items of the iterables. ``*args: Any, **kwargs: Any`` leaves the rest open
+# (PEP 612's ``Concatenate[A1, ...]``), so that keyword-only parameters given by
+# @shared_state or by the map's keywords do not get in the way.
+class Fn1(Protocol[A1, Rc]):
+    def __call__(self, a1: A1, /, *args: Any, **kwargs: Any) -> Rc: ...
+
+
+class Fn2(Protocol[A1, A2, Rc]):
+    def __call__(self, a1: A1, a2: A2, /, *args: Any, **kwargs: Any) -> Rc: ...
+
+
+class Fn3(Protocol[A1, A2, A3, Rc]):
+    def __call__(self, a1: A1, a2: A2, a3: A3, /, *args: Any, **kwargs: Any) -> Rc: ...
+
+
+class Fn4(Protocol[A1, A2, A3, A4, Rc]):
+    def __call__(self, a1: A1, a2: A2, a3: A3, a4: A4, /, *args: Any, **kwargs: Any) -> Rc: ...
+
+
+#: Flags of a code object made by ``async def`` (a coroutine or an async generator).
+_ASYNC_FLAGS = 0x80 | 0x200
+
+
+def label_of(fn: Callable[..., Any]) -> str:
+    """A name for messages and progress bars: any callable has one."""
+    if isinstance(fn, functools.partial):
+        return f"partial({label_of(fn.func)})"
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return f"{type(fn).__qualname__} object"
+
+
+def refuse_async(fn: Callable[..., Any]) -> None:
+    inner: Any = fn
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    code = getattr(getattr(inner, "__wrapped__", inner), "__code__", None)
+    if code is not None and code.co_flags & _ASYNC_FLAGS:
+        name = label_of(fn)
+        raise TypeError(
+            f"{name} is an async def function; fanmap runs plain functions only, and its "
+            f"maps would return coroutines nobody awaits. Wrap it in a plain function "
+            f"that runs it: def run(x): return asyncio.run({name}(x)), then map run"
+        )
 
 
 def signature_of(fn: Any) -> Any:
