@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fanmap import parallel
@@ -304,3 +305,43 @@ def payload(i: int) -> bytes:
 
 def length(b: bytes) -> int:
     return len(b)
+
+
+def record_load(path: str) -> int:
+    """A per-worker factory that notes, in a file, each time it runs."""
+    with open(path, "a") as f:
+        f.write(f"load {os.getpid()}\n")
+    return os.getpid()
+
+
+def record_connection(path: str) -> Iterator[str]:
+    """A generator factory: notes its setup and its teardown."""
+    with open(path, "a") as f:
+        f.write(f"open {os.getpid()}\n")
+    yield f"conn-{os.getpid()}"
+    with open(path, "a") as f:
+        f.write(f"close {os.getpid()}\n")
+
+
+def failing_factory(path: str) -> int:
+    with open(path, "a") as f:
+        f.write(f"start {os.getpid()}\n")
+    raise ValueError("the model file is missing")
+
+
+def sleeping_factory(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def with_values(x: int, *, model: int, db: str) -> tuple[int, int, str, int]:
+    return x, model, db, os.getpid()
+
+
+def with_model(x: int, *, model: Any) -> int:
+    return x
+
+
+def slow_with_model(x: float, *, model: Any) -> float:
+    time.sleep(x)
+    return x

@@ -26,6 +26,8 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SharedStateError as SharedStateError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._errors import WorkerInitError as WorkerInitError
+from ._perworker import per_worker as per_worker
 from ._managed import Dict as Dict
 from ._managed import List as List
 from ._managed import Queue as Queue
@@ -56,8 +58,10 @@ __all__ = [
     "TaskTimeoutError",
     "Value",
     "WorkerCrashedError",
+    "WorkerInitError",
     "config",
     "parallel",
+    "per_worker",
     "pmap",
     "shared_state",
     "shutdown",

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, fina
 from ._args import Args, CallMode
 from ._config import Options, OptionsDict, resolve, validate
 from ._engine import execute
-from ._shared import SharedState, check_parameters
+from ._errors import SharedStateError
+from ._perworker import PerWorker, made_here
+from ._shared import SharedState, check_parameters, layers
 from ._signature import Fn1 as _Fn1
 from ._signature import Fn2 as _Fn2
 from ._signature import Fn3 as _Fn3
@@ -121,7 +123,12 @@ class ParallelFunction(Generic[P, R]):
     __wrapped__: Callable[P, R]
 
     def __init__(
-        self, fn: Callable[P, R], options: dict[str, Any], root: Any = None, state: SharedState | None = None
+        self,
+        fn: Callable[P, R],
+        options: dict[str, Any],
+        root: Any = None,
+        state: SharedState | None = None,
+        per_worker: PerWorker | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
@@ -130,10 +137,13 @@ class ParallelFunction(Generic[P, R]):
             root = fn._root
             options = {**fn._options, **options}
             state = state or fn._state
+            per_worker = per_worker or fn._per_worker
             fn = fn._fanmap_fn
-        carried = getattr(fn, "__fanmap_state__", None)
-        if carried is not None:  # @shared_state below @parallel
-            fn, state = carried[0], state or carried[1]
+        plain, found_state, found_per_worker = layers(fn)  # @shared_state, @per_worker below
+        fn = plain
+        state = state or found_state
+        per_worker = per_worker or found_per_worker
+        self._per_worker: PerWorker | None = per_worker
         self._state: SharedState | None = state
         self._fanmap_fn: Callable[P, R] = fn
         self._options: dict[str, Any] = options  # validated by whoever made them
@@ -148,10 +158,16 @@ class ParallelFunction(Generic[P, R]):
                 setattr(self, attribute, label)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the plain function in the caller, as if it were not decorated."""
-        if self._state is not None:
-            return self._fanmap_fn(*args, **{**self._state.objects(), **kwargs})
-        return self._fanmap_fn(*args, **kwargs)
+        """Run the plain function in the caller, as if it were not decorated.
+
+        Shared objects and per-worker values (made once in the caller) are given to it.
+        """
+        if self._state is None and self._per_worker is None:
+            return self._fanmap_fn(*args, **kwargs)
+        given: dict[str, Any] = self._state.objects() if self._state is not None else {}
+        if self._per_worker is not None:
+            given.update(made_here("process").values_for(self._per_worker))
+        return self._fanmap_fn(*args, **{**given, **kwargs})
 
     @property
     def state(self) -> SharedState:
@@ -186,9 +202,30 @@ class ParallelFunction(Generic[P, R]):
 
     def _with_state(self, state: SharedState) -> ParallelFunction[P, R]:
         check_parameters(self._fanmap_fn, list(state.objects()))
+        self._refuse_given_twice(list(state.objects()))
         if self._state is not None:
-            state = SharedState({**self._state.objects(), **state.objects()})
-        return ParallelFunction(self._fanmap_fn, self._options, None, state)
+            state = self._state.merged(state)
+        return ParallelFunction(self._fanmap_fn, self._options, None, state, self._per_worker)
+
+    def _with_per_worker(self, per_worker: PerWorker) -> ParallelFunction[P, R]:
+        check_parameters(self._fanmap_fn, per_worker.names(), what="per-worker value")
+        self._refuse_given_twice(per_worker.names())
+        if self._per_worker is not None:
+            per_worker = self._per_worker.merged(per_worker)
+        return ParallelFunction(self._fanmap_fn, self._options, None, self._state, per_worker)
+
+    def _injected(self) -> list[str]:
+        """The keywords fanmap gives every call itself: shared objects, per-worker values."""
+        names = list(self._state.objects()) if self._state is not None else []
+        return names + (self._per_worker.names() if self._per_worker is not None else [])
+
+    def _refuse_given_twice(self, names: list[str]) -> None:
+        taken = sorted(set(names) & set(self._injected()))
+        if taken:
+            raise SharedStateError(
+                f"{', '.join(map(repr, taken))} is given by @shared_state or @per_worker already; "
+                f"a parameter gets its value from one decorator only"
+            )
 
     def __repr__(self) -> str:
         name = getattr(self._fanmap_fn, "__qualname__", repr(self._fanmap_fn))
@@ -217,7 +254,9 @@ class ParallelFunction(Generic[P, R]):
 
     def _resolve(self, *overrides: dict[str, Any]) -> Options:
         options = resolve(self._options, *overrides)
-        return dataclasses.replace(options, state=self._state) if self._state is not None else options
+        if self._state is None and self._per_worker is None:
+            return options
+        return dataclasses.replace(options, state=self._state, per_worker=self._per_worker)
 
     def _run(
         self, mode: CallMode, source: Source, kwargs: dict[str, Any], options: Options, window: int | None
@@ -243,7 +282,7 @@ class ParallelFunction(Generic[P, R]):
             [2, 4]
         """
         changed = {**self._options, **validate(options)}
-        return ParallelFunction(self._fanmap_fn, changed, self._root, self._state)
+        return ParallelFunction(self._fanmap_fn, changed, self._root, self._state, self._per_worker)
 
     def _check_call(self, positional: int | None, kwargs: dict[str, Any], what: str) -> None:
         """Refuse, before any work, keywords and counts the function's signature rules out."""
@@ -254,7 +293,7 @@ class ParallelFunction(Generic[P, R]):
             self.__name__,
             positional,
             kwargs,
-            list(self._state.objects()) if self._state is not None else [],
+            self._injected(),
             what,
         )
 

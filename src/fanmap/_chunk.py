@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._calls import Calls
+
+if TYPE_CHECKING:
+    from ._perworker import PerWorker
 
 __all__ = ["Chunk", "Done", "Event", "Lost", "RunSpec"]
 
@@ -29,6 +32,8 @@ class RunSpec:
     timeout: float | None
     #: Shared objects to give every call as keywords (``@shared_state``), by name.
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Values each worker makes once (``@per_worker``), given to every call as keywords.
+    per_worker: PerWorker | None = None
 
 
 @dataclasses.dataclass(slots=True, eq=False)

@@ -66,9 +66,13 @@ class Options:
     buffersize: int | None
     #: The function's shared objects (``@shared_state``); not an option users set.
     state: Any = None
+    #: The function's per-worker factories (``@per_worker``); not an option users set.
+    per_worker: Any = None
 
 
-OPTION_NAMES: Final = tuple(f.name for f in dataclasses.fields(Options) if f.name != "state")
+OPTION_NAMES: Final = tuple(
+    f.name for f in dataclasses.fields(Options) if f.name not in ("state", "per_worker")
+)
 
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "fanmap_config", default=types.MappingProxyType({})

@@ -28,7 +28,7 @@ from ._backends import Pool, Unsendable, get_backend
 from ._calls import Calls
 from ._chunk import Chunk, Done, Lost, RunSpec
 from ._config import Options
-from ._errors import SharedStateError, TaskTimeoutError, WorkerCrashedError
+from ._errors import SharedStateError, TaskTimeoutError, WorkerCrashedError, WorkerInitError
 from ._policy import SKIPPED, Policy
 from ._progress import open_reporter
 from ._serialize import short_repr
@@ -118,6 +118,12 @@ class _Run:
     # -- outcomes ------------------------------------------------------------------
 
     def fail(self, error: BaseException, index: int, item: Any, worker: str, note: bool) -> Any:
+        if isinstance(error, WorkerInitError):
+            error.add_note(
+                f"fanmap: in {worker}, before item {index} could run; no error policy applies "
+                f"to a per-worker factory that failed: the map stopped"
+            )
+            raise error
         if note:
             call = describe_call(self.spec.calls.mode, item)
             error.add_note(f"fanmap: raised by item {index} {call} in {worker}")
@@ -240,12 +246,19 @@ def execute(
             f"{', '.join(map(repr, clash))} is shared state given by @shared_state; "
             f"do not pass it to the map as well"
         )
+    per_worker = options.per_worker
+    clash = sorted(set(per_worker.names() if per_worker is not None else ()) & set(kwargs))
+    if clash:
+        raise SharedStateError(
+            f"{', '.join(map(repr, clash))} is made in each worker by @per_worker; "
+            f"do not pass it to the map as well"
+        )
     first = source.take(1, block=True)
     if first is None:
         return
     policy = Policy(options.on_error, options.retries, options.retry_on)
     run = _Run(
-        RunSpec(Calls(fn, mode, kwargs, policy.stop_on_error), ref, options.timeout, state),
+        RunSpec(Calls(fn, mode, kwargs, policy.stop_on_error), ref, options.timeout, state, per_worker),
         policy,
         options,
         source,

@@ -7,7 +7,8 @@ FanmapError(Exception)
 ├── SerializationError        something could not be sent to or from a worker
 ├── RemoteError               a worker exception that could not be rebuilt
 ├── BackendUnavailableError   also an ImportError; says which extra to install
-└── SharedStateError          shared state misused (wrong backend, unknown name)
+├── SharedStateError          shared state misused (wrong backend, unknown name)
+└── WorkerInitError           a @per_worker factory failed (or ran too long) in a worker
 ```
 
 A user's own exception raised in a worker is never wrapped: it comes back as its own
@@ -28,6 +29,7 @@ __all__ = [
     "SharedStateError",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerInitError",
 ]
 
 
@@ -130,6 +132,20 @@ class SharedStateError(FanmapError):
     """
 
 
+class WorkerInitError(FanmapError):
+    """A ``@per_worker`` factory raised, or ran past its timeout, in a worker.
+
+    The map stops at once, whatever its ``on_error``: without its per-worker values no
+    call of the function can run there. The factory's own exception is the
+    ``__cause__``, with the worker's frames; the message names the factory and the
+    worker. The next map tries the factory again.
+
+    Examples:
+        >>> issubclass(WorkerInitError, FanmapError)
+        True
+    """
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Failure:
     """What stands in a failed item's place when ``on_error="return"``.
@@ -139,7 +155,7 @@ class Failure:
             a timeout or an argument that could not be sent).
         index: The item's position in the input.
         args: The positional arguments of the call.
-        kwargs: The keyword arguments of the call, except those given to the whole map.
+        kwargs: The keyword arguments of the call, those given to the whole map included.
 
     Examples:
         >>> from fanmap import parallel
@@ -177,6 +193,7 @@ for _cls in (
     RemoteError,
     BackendUnavailableError,
     SharedStateError,
+    WorkerInitError,
     Failure,
 ):
     _cls.__module__ = "fanmap"

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ._args import arguments_of
-from ._errors import Failure
+from ._errors import Failure, WorkerInitError
 
 __all__ = ["SKIPPED", "Policy"]
 
@@ -55,7 +55,7 @@ class Policy:
 
     def retry(self, index: int, error: BaseException) -> bool:
         """Whether to run item ``index`` again after ``error`` (counting the try)."""
-        if self.retries == 0 or not isinstance(error, self.retry_on):
+        if self.retries == 0 or not isinstance(error, self.retry_on) or isinstance(error, WorkerInitError):
             return False
         tries = self._tries.get(index, 0) + 1
         if tries > self.retries:

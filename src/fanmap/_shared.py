@@ -62,13 +62,37 @@ class SharedState:
             obj._prepare()
         return self.objects()
 
+    def merged(self, other: SharedState) -> SharedState:
+        """Both sets of objects (from two decorators), as one."""
+        return SharedState({**self._objects, **other.objects()})
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._objects.items())
         return f"SharedState({inner})"
 
 
-def check_parameters(fn: Callable[..., Any], names: list[str]) -> None:
-    """Make sure ``fn`` can receive each shared object as a keyword argument."""
+def layers(fn: Any) -> tuple[Any, SharedState | None, Any]:
+    """Look through ``@shared_state`` and ``@per_worker`` wrappers, in any order.
+
+    Returns:
+        The plain function, its shared state (or None) and its `PerWorker` (or None).
+    """
+    state: SharedState | None = None
+    per_worker: Any = None
+    while True:
+        found_state = getattr(fn, "__fanmap_state__", None)
+        found_per_worker = getattr(fn, "__fanmap_per_worker__", None)
+        if found_state is None and found_per_worker is None:
+            return fn, state, per_worker
+        if found_state is not None:
+            state = found_state if state is None else state.merged(found_state)
+        if found_per_worker is not None:
+            per_worker = found_per_worker if per_worker is None else per_worker.merged(found_per_worker)
+        fn = fn.__fanmap_call__
+
+
+def check_parameters(fn: Callable[..., Any], names: list[str], what: str = "shared object") -> None:
+    """Make sure ``fn`` can receive each value (shared object, per-worker value) by keyword."""
     import inspect  # here: a spawned worker never needs it, and it is slow to import
 
     try:
@@ -86,7 +110,7 @@ def check_parameters(fn: Callable[..., Any], names: list[str]) -> None:
         if name not in accepting:
             label = getattr(fn, "__qualname__", repr(fn))
             raise SharedStateError(
-                f"{label}() has no parameter {name!r} to receive the shared object; "
+                f"{label}() has no parameter {name!r} to receive the {what}; "
                 f"add a keyword-only parameter '*, {name}: ...' or rename it "
                 f"(its parameters are: {', '.join(params) or 'none'})"
             )
@@ -140,13 +164,20 @@ def shared_state(**objects: Any) -> Callable[[T], T]:
         if not callable(fn):
             raise TypeError(f"shared_state() decorates a function, not {type(fn).__name__}")
         check_parameters(fn, list(objects))
+        _, _, per_worker = layers(fn)
+        taken = sorted(set(objects) & set(per_worker.names() if per_worker is not None else ()))
+        if taken:
+            raise SharedStateError(
+                f"{', '.join(map(repr, taken))} is given by @per_worker already; "
+                f"a parameter gets its value from one decorator only"
+            )
 
         @functools.wraps(fn)
         def with_state(*args: Any, **kwargs: Any) -> Any:
             return fn(*args, **{**state.objects(), **kwargs})
 
         with_state.state = state  # type: ignore[attr-defined]
-        with_state.__fanmap_state__ = (fn, state)  # type: ignore[attr-defined]
+        with_state.__fanmap_state__ = state  # type: ignore[attr-defined]
         # What a worker calls: it gives the shared objects itself, as its own copies.
         with_state.__fanmap_call__ = fn  # type: ignore[attr-defined]
         return with_state  # type: ignore[return-value]

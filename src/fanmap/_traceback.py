@@ -56,6 +56,7 @@ def capture(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
         data["exc"] = blob
     except Exception as err:
         data["reason"] = f"{type(err).__name__}: {err}"
+        data["exc"] = _without_init(exc)
     if exc.__traceback__ is not None:
         from tblib import Traceback
 
@@ -72,6 +73,27 @@ def capture(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
     return data
 
 
+def _without_init(exc: BaseException) -> bytes | None:
+    """An exception whose ``__init__`` takes other arguments than its ``args`` cannot be
+    rebuilt by pickle (``CodeError(code, msg)`` calling ``super().__init__(msg)``): send
+    its type, ``args`` and attributes, to be put together without calling ``__init__``."""
+    try:
+        blob = dumps((type(exc), exc.args, dict(getattr(exc, "__dict__", {}))))
+        _rebuilt_without_init(*pickle.loads(blob))
+    except Exception:
+        return None
+    return blob
+
+
+def _rebuilt_without_init(
+    cls: type[BaseException], args: tuple[Any, ...], attrs: dict[str, Any]
+) -> BaseException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(attrs)
+    return exc
+
+
 def rebuild(data: dict[str, Any]) -> BaseException:
     """Turn data from `capture` back into an exception with the worker's frames."""
     exc: BaseException
@@ -80,6 +102,8 @@ def rebuild(data: dict[str, Any]) -> BaseException:
     else:
         try:
             exc = pickle.loads(data["exc"])
+            if isinstance(exc, tuple):  # made by _without_init
+                exc = _rebuilt_without_init(*exc)
         except Exception as err:
             exc = RemoteError(data["type"], data["text"], f"{type(err).__name__}: {err}")
         else:

@@ -5,7 +5,9 @@ task pipe   Setup(function, calls, descriptors, log_levels)   once per run (a ma
             (TASK, start, items)                               one per chunk
             (TASK_SHM, descriptors, pickle of the above)       when large buffers ride in shared memory
             None                                               stop
-reply pipe  (results, errors or None, elapsed)                 one per chunk
+reply pipe  (INIT, "model=load_model")                        a @per_worker factory starts
+            (INIT_DONE,)                                      every factory finished
+            (results, errors or None, elapsed)                 one per chunk
             (LOG, record) / (OUT, 1 or 2, text)                 see _forward
 ```
 
@@ -17,13 +19,16 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-__all__ = ["TASK", "TASK_SHM", "WHOLE_CHUNK", "Setup"]
+__all__ = ["INIT", "INIT_DONE", "TASK", "TASK_SHM", "WHOLE_CHUNK", "Setup"]
 
 TASK: Final = 0
 #: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
 TASK_SHM: Final = 2
 #: The key under which an error stands for every item of the chunk.
 WHOLE_CHUNK: Final = -1
+#: Replies: a per-worker factory starts (with its name), and all have finished.
+INIT: Final = "init"
+INIT_DONE: Final = "init-done"
 
 
 class Setup(NamedTuple):
@@ -37,3 +42,5 @@ class Setup(NamedTuple):
     descriptors: list[tuple[str, int]]
     #: The caller's logging levels, so that the worker makes the same records.
     log_levels: dict[str, int]
+    #: The pickled `PerWorker` of the function, if it has one.
+    per_worker: bytes | None = None

@@ -6,7 +6,9 @@ result pipe. It never decides anything: it runs what it is sent, in order.
 ```
 caller                                   worker
   Setup (function, calls)            --->  loads and keeps them for the run
-  (TASK, start, items)               --->  call_chunk(...)
+  (TASK, start, items)               --->  @per_worker values, made on the first chunk
+                                     <---  (INIT, factory) ... (INIT_DONE,)
+                                           call_chunk(...)
                                      <---  (LOG, record), (OUT, 1, text): see _forward
                                      <---  (results, errors or None, elapsed)
   None                               --->  exits
@@ -39,13 +41,14 @@ from . import _context
 from ._args import CallMode
 from ._bigargs import Inbound
 from ._calls import Calls, call_chunk, callable_of
-from ._errors import SerializationError
+from ._errors import SerializationError, WorkerInitError
 from ._forward import apply_levels, flush_output, forward_output
 from ._serialize import describe, dumps
 from ._traceback import capture
-from ._wire import TASK, TASK_SHM, WHOLE_CHUNK, Setup
+from ._perworker import PerWorker, made_here, teardown_process
+from ._wire import INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
 
-__all__ = ["worker_main"]
+__all__ = ["started_at", "worker_main"]
 
 #: Seconds between two looks at whether the caller is still there.
 _WATCH_EVERY: Final = 0.2
@@ -65,11 +68,12 @@ def _limit_blas_threads(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
-def _load(setup: Setup, state: dict[str, Any], inbound: Inbound) -> Calls:
+def _load(setup: Setup, state: dict[str, Any], inbound: Inbound) -> tuple[Calls, PerWorker | None]:
     apply_levels(setup.log_levels)
     fn = callable_of(pickle.loads(setup.function))
     mode, kwargs, stop_on_error = inbound.loads(setup.calls, setup.descriptors)
-    return Calls(fn, CallMode(mode), {**state, **kwargs}, stop_on_error)
+    per_worker = pickle.loads(setup.per_worker) if setup.per_worker is not None else None
+    return Calls(fn, CallMode(mode), {**state, **kwargs}, stop_on_error), per_worker
 
 
 def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed: float) -> bytes:
@@ -119,18 +123,47 @@ def _release_inherited_sockets() -> None:
         os.close(null)
 
 
-def _die_with(parent: int) -> None:
-    """Stop this worker (and its process group) within a fraction of a second of its parent.
+def started_at(pid: int) -> str | None:
+    """When a process started (its start time in /proc), or None if it is gone.
+
+    With the pid it names one process for good: a pid alone may be reused.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def _die_with(parent: int, caller: int, caller_started: str | None) -> None:
+    """Stop this worker (and its process group) within a fraction of a second of its caller.
 
     A worker busy in a long call never reaches the loop's own check, so a thread
-    watches: when the parent (the caller, or the forkserver that dies with it) is
-    gone, the worker is reparented and this thread kills its process group.
+    watches. Under fork and spawn the caller is the parent: when it is gone the worker
+    is reparented. Under forkserver the parent is the fork server, which outlives the
+    caller while any worker lives, so the caller itself is watched.
     """
+
+    def gone() -> bool:
+        if os.getppid() != parent:
+            return True
+        if caller == parent:
+            return False
+        if caller_started is not None:
+            return started_at(caller) != caller_started
+        try:
+            os.kill(caller, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
 
     def watch() -> None:
         while True:
             time.sleep(_WATCH_EVERY)
-            if os.getppid() != parent:
+            if gone():
                 with contextlib.suppress(OSError):
                     os.killpg(os.getpid(), signal.SIGKILL)
                 os._exit(1)
@@ -145,13 +178,15 @@ def worker_main(
     idle_timeout: float,
     state: dict[str, Any],
     forked: bool = False,
+    caller: tuple[int, str | None] | None = None,
 ) -> None:
     """Serve chunks until told to stop, idle too long, or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):  # already a group leader
         os.setpgid(0, 0)
     parent = os.getppid()
-    _die_with(parent)
+    caller_pid, caller_started = caller if caller is not None else (parent, None)
+    _die_with(parent, caller_pid, caller_started)
     if forked:
         _release_inherited_sockets()
     faulthandler.enable()
@@ -159,10 +194,34 @@ def worker_main(
     _context.mark_worker()
     send_lock = threading.Lock()
     forward_output(replies, send_lock)
+    try:
+        _serve(tasks, replies, idle_timeout, state, parent, send_lock)
+    finally:
+        teardown_process()  # generator factories of @per_worker resume after their yield
+        flush_output()
+
+
+def _serve(
+    tasks: Connection,
+    replies: Connection,
+    idle_timeout: float,
+    state: dict[str, Any],
+    parent: int,
+    send_lock: threading.Lock,
+) -> None:
     spec: Calls | None = None
     spec_error: BaseException | None = None
+    pending: PerWorker | None = None  # per-worker values not made yet in this run
     inbound = Inbound()
     idle_since = time.monotonic()
+
+    def send(payload: bytes) -> None:
+        with send_lock:
+            replies.send_bytes(payload)
+
+    def step(label: str) -> None:
+        send(pickle.dumps((INIT, label)))
+
     while True:
         if not tasks.poll(1.0):
             if os.getppid() != parent or time.monotonic() - idle_since > idle_timeout:
@@ -184,11 +243,10 @@ def worker_main(
             spec = None
             inbound.release()  # the last run's segments
             try:
-                spec, spec_error = _load(message, state, inbound), None
+                (spec, pending), spec_error = _load(message, state, inbound), None
             except Exception as exc:
                 spec, spec_error = None, exc
             continue
-        begun = time.perf_counter()
         items = message[2]
         if isinstance(items, BaseException) or spec is None:
             problem = items if isinstance(items, BaseException) else spec_error
@@ -199,13 +257,20 @@ def worker_main(
                 f"if __name__ == '__main__'), or use backend=\"thread\""
             )
             error.__cause__ = problem
-            reply = _reply([], {WHOLE_CHUNK: error}, 0.0)
-            with send_lock:
-                replies.send_bytes(reply)
+            send(_reply([], {WHOLE_CHUNK: error}, 0.0))
             continue
+        if pending is not None:
+            try:
+                values = made_here("process").values_for(pending, step)
+            except WorkerInitError as exc:
+                flush_output()
+                send(_reply([], {WHOLE_CHUNK: exc}, 0.0))
+                continue
+            spec, pending = spec.with_keywords(values), None
+            send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
+        begun = time.perf_counter()
         results, errors = call_chunk(spec, items)
         reply = _reply(results, errors, time.perf_counter() - begun)
         flush_output()
-        with send_lock:
-            replies.send_bytes(reply)
+        send(reply)
         idle_since = time.monotonic()

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import alive
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tests" / "scripts"
 
@@ -152,3 +154,31 @@ def test_the_demo_runs_as_a_script(start_method: Any, tmp_path: Path) -> None:
     assert "<dynamic-code>" not in out
     assert "return round(float(text.strip" in out
     assert "Failure at item 1: ValueError" in out
+
+
+def test_per_worker_values_are_made_once_and_closed_once(start_method: Any, tmp_path: Path) -> None:
+    out = _ok(run_script(SCRIPTS / "per_worker_model.py", start_method, tmp_path))
+    assert out.splitlines() == [
+        "[0, 3, 6, 9]",
+        "loaded once per worker: True",
+        "closed once per worker: True",
+    ]
+
+
+def test_busy_workers_die_with_their_killed_caller(start_method: Any, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    shutil.copy(SCRIPTS / "busy_orphans.py", tmp_path / "busy_orphans.py")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "FANMAP_START_METHOD": start_method}
+    proc = subprocess.Popen([sys.executable, "busy_orphans.py", str(marks)], cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 60
+    while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = [int(p.name) for p in marks.iterdir()]
+    assert len(pids) == 2, "the workers never started"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 3
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in pids), f"busy workers outlived their killed caller ({start_method})"

@@ -27,7 +27,8 @@ from collections.abc import Hashable
 from typing import Any, Final
 
 from .. import _context
-from .._calls import Calls, call_chunk
+from .._calls import Calls
+from .._perworker import PerWorker, call_with_values
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
 from .._errors import BackendUnavailableError
@@ -51,12 +52,14 @@ def _distributed() -> Any:
     return distributed
 
 
-def run_chunk(calls: Calls, kwargs: dict[str, Any], items: Any) -> tuple[list[Any], Any, float]:
+def run_chunk(
+    calls: Calls, kwargs: dict[str, Any], per_worker: PerWorker | None, items: Any
+) -> tuple[list[Any], Any, float]:
     """The task: run a chunk on a Dask worker, as a local worker would."""
     begun = time.perf_counter()
     calls = dataclasses.replace(calls, kwargs=kwargs)
     with _context.task_scope():  # a parallel function called in here runs serially
-        results, errors = call_chunk(calls, items)
+        results, errors = call_with_values(calls, per_worker, items, "process")
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
     return results, captured, time.perf_counter() - begun
 
@@ -97,6 +100,7 @@ class DaskPool:
         # Done callbacks land here (from Dask's own thread); wait() reads them.
         self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._calls: Calls | None = None
+        self._per_worker: PerWorker | None = None
         self._kwargs: Any = None
         self._closed = False
 
@@ -117,6 +121,7 @@ class DaskPool:
         # The keywords travel apart (scattered); the plain function goes with the task
         # (Dask pickles it, by reference where it can), not the decorated object.
         self._calls = dataclasses.replace(spec.calls, kwargs={})
+        self._per_worker = spec.per_worker
         self._timeout = spec.timeout
         # The map's keywords go to the cluster once, not with every task.
         # One object under a key of its own: scattering the dict itself would name the
@@ -132,7 +137,9 @@ class DaskPool:
         return None
 
     def submit(self, chunk: Chunk) -> int | None:
-        future = self._client.submit(run_chunk, self._calls, self._kwargs, chunk.items, pure=False)
+        future = self._client.submit(
+            run_chunk, self._calls, self._kwargs, self._per_worker, chunk.items, pure=False
+        )
         self._futures[future] = (chunk, time.monotonic())
         future.add_done_callback(self._finished.put)
         return None

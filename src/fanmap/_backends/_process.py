@@ -38,7 +38,7 @@ from .._args import CallMode, arguments_of
 from .._bigargs import Outbound
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options, cpu_count
-from .._errors import SerializationError
+from .._errors import SerializationError, WorkerInitError
 from .._forward import deliver, log_levels
 from .._mainmod import without_main
 from .._serialize import (
@@ -50,8 +50,8 @@ from .._serialize import (
     find_unpicklable_capture,
 )
 from .._traceback import rebuild
-from .._wire import TASK, TASK_SHM, WHOLE_CHUNK, Setup
-from .._worker import worker_main
+from .._wire import INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
+from .._worker import started_at, worker_main
 from . import Unsendable, wait_timeout
 
 __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
@@ -59,6 +59,8 @@ __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
 _PIPE_SIZE: Final = 1 << 20
 #: Seconds between SIGTERM and SIGKILL when a worker is stopped for a timeout.
 _TERM_GRACE: Final = 0.5
+#: Seconds idle workers get to stop by themselves (and tear down) when a pool closes.
+_STOP_GRACE: Final = 5.0
 
 
 def _grow_pipe(conn: Connection) -> int:
@@ -91,6 +93,8 @@ class _Worker:
         "capacity",
         "chunks",
         "index",
+        "init_since",
+        "initializing",
         "label",
         "process",
         "replied",
@@ -119,6 +123,7 @@ class _Worker:
                 _pools.IDLE_TIMEOUT,
                 state,
                 context.get_start_method() == "fork",
+                (os.getpid(), started_at(os.getpid())),
             ),
             name=f"fanmap-worker-{index}",
         )
@@ -134,6 +139,8 @@ class _Worker:
         self.calls = 0
         self.retiring = False
         self.replied = False  # has it ever answered? (a worker that never did failed to start)
+        self.initializing: str | None = None  # the @per_worker factory it runs, if any
+        self.init_since = 0.0
 
     def send(self, payload: bytes) -> None:
         self.tasks.send_bytes(payload)
@@ -146,6 +153,14 @@ class _Worker:
         belong to another process already.
         """
         return self.process.exitcode is not None or bool(wait([self.sentinel], 0))
+
+    def _drain(self) -> None:
+        """Hand on what an exited worker wrote last: its teardown's log records and prints."""
+        with contextlib.suppress(EOFError, OSError):
+            while self.replies.poll(0):
+                message = pickle.loads(self.replies.recv_bytes())
+                if isinstance(message, tuple):
+                    deliver(message)
 
     def kill(self) -> int | None:
         """Stop the worker and its process group at once; return its exit code."""
@@ -168,6 +183,7 @@ class _Worker:
 
     def reap(self) -> int | None:
         self.process.join()  # at once if someone else reaped it: its sentinel is closed
+        self._drain()
         # The group outlives its leader while a grandchild is in it (if we reaped it
         # just now, its pid cannot have been reused yet).
         if self.process.pid is not None and self.process.exitcode is not None:
@@ -248,6 +264,7 @@ class ProcessPool:
         self._mode = CallMode.ONE
         self._fn: Any = None
         self._timeout: float | None = None
+        self._init_timeout: float | None = None
         self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
         self._backlog: list[Event] = []
         self._outbound = Outbound()
@@ -274,8 +291,18 @@ class ProcessPool:
                 rest, descriptors = dumps(run), []
             except Exception:
                 raise _unpicklable_keyword(spec.calls.kwargs) from None
-        self._setup = pickle.dumps(Setup(fn_blob, rest, descriptors, log_levels()), PROTOCOL)
+        per_worker = None
+        if spec.per_worker is not None:
+            try:
+                per_worker = dumps(spec.per_worker)
+            except Exception as exc:
+                raise SerializationError(
+                    f"cannot pickle the @per_worker factories of {spec.calls.fn.__name__} ({exc}); "
+                    f"define them at module level"
+                ) from None
+        self._setup = pickle.dumps(Setup(fn_blob, rest, descriptors, log_levels(), per_worker), PROTOCOL)
         self._timeout = spec.timeout
+        self._init_timeout = spec.per_worker.timeout if spec.per_worker is not None else None
         for i, worker in enumerate(self._slots):
             if worker is None or worker.gone() or worker.retiring:
                 if worker is not None:
@@ -383,7 +410,10 @@ class ProcessPool:
             return events
         if events:
             timeout = 0.0
-        timeout = wait_timeout(timeout, min(w.started for w in busy), self._timeout)
+        calling = [w.started for w in busy if w.initializing is None]
+        timeout = wait_timeout(timeout, min(calling, default=None), self._timeout)
+        starting = [w.init_since for w in busy if w.initializing is not None]
+        timeout = wait_timeout(timeout, min(starting, default=None), self._init_timeout)
         handles: list[Any] = [w.replies for w in busy] + [w.sentinel for w in busy]
         ready = set(wait(handles, timeout))
         for w in busy:
@@ -394,13 +424,40 @@ class ProcessPool:
         for w in busy:
             if self._slots[w.index] is w and w.sentinel in ready:
                 self._lost(w, events, None)
-        if self._timeout is not None:
-            now = time.monotonic()
-            for w in busy:
-                if self._slots[w.index] is w and w.chunks and now - w.started >= self._timeout:
-                    self._lost(w, events, self._timeout)
+        now = time.monotonic()
+        for w in busy:
+            if self._slots[w.index] is not w or not w.chunks:
+                continue
+            if w.initializing is not None:
+                if self._init_timeout is not None and now - w.init_since >= self._init_timeout:
+                    self._init_timed_out(w, events, self._init_timeout)
+            elif self._timeout is not None and now - w.started >= self._timeout:
+                self._lost(w, events, self._timeout)
         self._dispatch_held()
         return events
+
+    def _init_timed_out(self, worker: _Worker, events: list[Event], limit: float) -> None:
+        """Stop a worker whose @per_worker factories ran too long; fail the map."""
+        code = worker.terminate()
+        error = WorkerInitError(
+            f"the per-worker factory {worker.initializing} did not finish within the timeout of "
+            f"{limit:g}s; {worker.label} was stopped (code {code}); make the factory faster or "
+            f"give @per_worker(timeout=...) more time"
+        )
+        chunks = list(worker.chunks)
+        worker.chunks.clear()
+        first = chunks[0]
+        events.append(
+            Done(
+                first,
+                [None] * len(first.items),
+                dict.fromkeys(range(len(first.items)), error),
+                0.0,
+                worker.label,
+            )
+        )
+        events.extend(Lost(c, "unstarted", "its worker was stopped", code, worker.label) for c in chunks[1:])
+        self._slots[worker.index] = self._start(worker.index)
 
     def _receive(self, worker: _Worker, events: list[Event]) -> bool:
         """Read one message of a worker; return False if the pipe is closed."""
@@ -410,6 +467,15 @@ class ProcessPool:
             return False  # died mid-reply: its sentinel tells the rest
         message = pickle.loads(data)
         if deliver(message):  # a log record or printed text, not a chunk's reply
+            return True
+        if message[0] == INIT:  # a @per_worker factory starts: its time is not a call's
+            if worker.initializing is None:
+                worker.init_since = time.monotonic()
+            worker.initializing = message[1]
+            return True
+        if message[0] == INIT_DONE:
+            worker.initializing = None
+            worker.started = time.monotonic()
             return True
         results, captured, elapsed = message
         worker.replied = True
@@ -484,7 +550,7 @@ class ProcessPool:
             if not w.chunks:
                 with contextlib.suppress(OSError):
                     w.send(stop)
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + _STOP_GRACE
         for w in workers:
             if not w.chunks:
                 w.process.join(max(0.0, deadline - time.monotonic()))

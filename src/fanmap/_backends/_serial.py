@@ -11,7 +11,8 @@ import time
 from collections.abc import Hashable
 from typing import Final
 
-from .._calls import Calls, call_chunk
+from .._calls import Calls
+from .._perworker import PerWorker, call_with_values
 from .._chunk import Chunk, Done, Event, RunSpec
 from .._config import Options
 
@@ -27,10 +28,12 @@ class SerialPool:
 
     def __init__(self) -> None:
         self._calls: Calls | None = None
+        self._per_worker: PerWorker | None = None
         self._done: list[Event] = []
 
     def begin(self, spec: RunSpec) -> None:
         self._calls = spec.calls.with_keywords(spec.state)
+        self._per_worker = spec.per_worker  # one value, made in the caller and kept
         self._done = []
 
     def room(self, depth: int) -> int:
@@ -42,7 +45,7 @@ class SerialPool:
     def submit(self, chunk: Chunk) -> int | None:
         assert self._calls is not None
         begun = time.perf_counter()
-        results, errors = call_chunk(self._calls, chunk.items)
+        results, errors = call_with_values(self._calls, self._per_worker, chunk.items, "process")
         self._done.append(Done(chunk, results, errors, time.perf_counter() - begun, "the caller"))
         return None
 

@@ -17,7 +17,8 @@ import time
 from collections.abc import Hashable
 from typing import Final
 
-from .._calls import Calls, call_chunk
+from .._calls import Calls
+from .._perworker import PerWorker, call_with_values, teardown_thread
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
 from . import wait_timeout
@@ -29,7 +30,7 @@ class _Thread:
     __slots__ = ("chunks", "inbox", "label", "started", "thread")
 
     def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
-        self.inbox: queue.SimpleQueue[tuple[Calls, Chunk] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[tuple[Calls, PerWorker | None, Chunk] | None] = queue.SimpleQueue()
         self.chunks: list[Chunk] = []
         self.started = 0.0
         self.label = f"thread {index}" + (f".{generation}" if generation else "")
@@ -39,13 +40,19 @@ class _Thread:
         self.thread.start()
 
     def _serve(self, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
+        try:
+            self._run(outbox)
+        finally:
+            teardown_thread()  # each thread makes its own per-worker values
+
+    def _run(self, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
         while True:
             job = self.inbox.get()
             if job is None:
                 return
-            calls, chunk = job
+            calls, per_worker, chunk = job
             begun = time.perf_counter()
-            results, errors = call_chunk(calls, chunk.items)
+            results, errors = call_with_values(calls, per_worker, chunk.items, "thread")
             outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
 
 
@@ -58,6 +65,7 @@ class ThreadPool:
         self._threads = [_Thread(i, 0, self._outbox) for i in range(self.workers)]
         self._generation = 0
         self._calls: Calls | None = None
+        self._per_worker: PerWorker | None = None
         self._timeout: float | None = None
         self._closed = False
 
@@ -69,6 +77,7 @@ class ThreadPool:
 
     def begin(self, spec: RunSpec) -> None:
         self._calls = spec.calls.with_keywords(spec.state)
+        self._per_worker = spec.per_worker
         self._timeout = spec.timeout
 
     def room(self, depth: int) -> int:
@@ -83,7 +92,7 @@ class ThreadPool:
         if not thread.chunks:
             thread.started = time.monotonic()
         thread.chunks.append(chunk)
-        thread.inbox.put((self._calls, chunk))
+        thread.inbox.put((self._calls, self._per_worker, chunk))
         return None
 
     def wait(self, timeout: float | None) -> list[Event]:

@@ -1,0 +1,308 @@
+"""``@per_worker``: values made once per worker (a model, a connection), with teardown.
+
+```
+@per_worker(model=load_model, db=connect)      factories, by the parameter they fill
+
+worker (process, thread, Dask worker)          the first call of the function there:
+  values(spec) ──► load_model()                  each factory runs once, in order;
+                   next(connect())               a generator factory runs to its yield
+  kept in the worker's `Made`, by spec key       later calls and maps reuse the values
+  worker stops normally ──► teardown()           generators resume after their yield,
+                                                 last made first
+```
+
+A process worker keeps one `Made` for its life; a thread of the thread backend one of
+its own; the caller one for plain calls and the serial backend (torn down when fanmap
+shuts its pools down). The spec's key is made once, where the decorator ran, so that
+``f.options(...)`` copies and maps sent again share the values.
+
+A factory that raises ends the map with `WorkerInitError` (its exception as the
+cause); one that runs past the spec's ``timeout`` gets its worker stopped by the pool,
+which reports the same error.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+from . import _pools
+from ._calls import Calls, call_chunk
+from ._errors import WorkerInitError
+
+__all__ = [
+    "Made",
+    "PerWorker",
+    "call_with_values",
+    "made_here",
+    "per_worker",
+    "teardown_process",
+    "teardown_thread",
+]
+
+T = TypeVar("T")
+_log = logging.getLogger("fanmap")
+
+
+def _label(factory: Callable[..., Any]) -> str:
+    inner: Any = factory
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    return str(
+        getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None) or type(inner).__name__
+    )
+
+
+def _is_generator_function(factory: Callable[..., Any]) -> bool:
+    inner: Any = factory
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    return inspect.isgeneratorfunction(inner)
+
+
+class PerWorker:
+    """The factories of one decorated function, and their key in every worker."""
+
+    __slots__ = ("factories", "key", "timeout")
+
+    def __init__(self, factories: dict[str, Callable[[], Any]], timeout: float | None) -> None:
+        self.factories = dict(factories)
+        self.timeout = timeout
+        self.key = uuid.uuid4().hex
+
+    def names(self) -> list[str]:
+        return list(self.factories)
+
+    def merged(self, other: PerWorker) -> PerWorker:
+        """Both sets of factories (from two decorators), as one with a key of its own."""
+        both = PerWorker({**self.factories, **other.factories}, self.timeout or other.timeout)
+        both.key = f"{self.key}+{other.key}"  # stable: the same two make the same key
+        return both
+
+    def describe(self, name: str) -> str:
+        """``model=load_model``: a factory as a message names it."""
+        return f"{name}={_label(self.factories[name])}"
+
+    def __repr__(self) -> str:
+        return f"PerWorker({', '.join(self.describe(n) for n in self.factories)})"
+
+
+class Made:
+    """The values made in one worker, by spec key, and the generators to resume."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, Any]] = {}
+        self.generators: list[tuple[str, Generator[Any, None, None]]] = []
+        self.seconds = 0.0
+
+    def values_for(self, spec: PerWorker, step: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """The values of ``spec`` here, made now if this is the worker's first call.
+
+        Args:
+            spec: The factories.
+            step: Told each factory's ``name=label`` before it runs (a process worker
+                tells its caller, which enforces the spec's timeout).
+
+        Raises:
+            WorkerInitError: A factory raised; its exception is the cause.
+        """
+        known = self.values.get(spec.key)
+        if known is not None:
+            return known
+        began = time.perf_counter()
+        made: dict[str, Any] = {}
+        for name, factory in spec.factories.items():
+            if step is not None:
+                step(spec.describe(name))
+            try:
+                if _is_generator_function(factory):
+                    generator = factory()
+                    value = next(generator)
+                    self.generators.append((spec.describe(name), generator))
+                else:
+                    value = factory()
+            except Exception as exc:
+                error = WorkerInitError(
+                    f"the per-worker factory {spec.describe(name)} raised {type(exc).__name__}: {exc}; "
+                    f"the map stopped (no call can run without it; the next map tries it again)"
+                )
+                error.__cause__ = exc
+                raise error from exc
+            made[name] = value
+        self.seconds += time.perf_counter() - began
+        self.values[spec.key] = made
+        return made
+
+    def teardown(self) -> None:
+        """Resume every generator factory after its ``yield``, the last made first."""
+        generators, self.generators = self.generators, []
+        self.values.clear()
+        for label, generator in reversed(generators):
+            try:
+                next(generator)
+            except StopIteration:
+                continue
+            except Exception:
+                _log.exception("fanmap: the teardown of the per-worker factory %s raised", label)
+                continue
+            generator.close()
+            _log.warning("fanmap: the per-worker factory %s yielded more than once; it was closed", label)
+
+
+#: The values made in this process: a process worker's, a Dask worker's, the caller's.
+_process = Made()
+_threads = threading.local()
+
+
+def call_with_values(
+    calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str
+) -> tuple[list[Any], dict[int, BaseException] | None]:
+    """`call_chunk` with the per-worker values of this worker (made first if need be).
+
+    A factory that fails fails every item of the chunk with the same `WorkerInitError`.
+    """
+    if per_worker is not None:
+        try:
+            values = made_here(scope).values_for(per_worker)
+        except WorkerInitError as exc:
+            return [None] * len(items), dict.fromkeys(range(len(items)), exc)
+        calls = calls.with_keywords(values)
+    return call_chunk(calls, items)
+
+
+def made_here(scope: str) -> Made:
+    """The `Made` of this process (``"process"``) or of this thread (``"thread"``)."""
+    if scope == "thread":
+        made: Made | None = getattr(_threads, "made", None)
+        if made is None:
+            made = _threads.made = Made()
+        return made
+    return _process
+
+
+def teardown_thread() -> None:
+    """Tear down what this thread made (a thread of the thread backend, as it stops)."""
+    made: Made | None = getattr(_threads, "made", None)
+    if made is not None:
+        made.teardown()
+
+
+def teardown_process() -> None:
+    """Tear down what this process made (a worker as it stops; the caller at shutdown)."""
+    _process.teardown()
+
+
+def _forget_after_fork() -> None:
+    # A forked worker must not use (or tear down) what its parent made: its own, afresh.
+    global _process, _threads
+    _process = Made()
+    _threads = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+_pools.on_shutdown(teardown_process)
+
+
+def check_factories(factories: dict[str, Any], timeout: object) -> None:
+    """Refuse, at decoration, what cannot be a factory."""
+    if not factories:
+        raise TypeError("per_worker() needs at least one name=factory")
+    for name, factory in factories.items():
+        if not callable(factory):
+            raise TypeError(
+                f"per_worker({name}=...) takes a factory: a function of no arguments that makes "
+                f"the value (or a generator function that yields it), not {type(factory).__name__}"
+            )
+        inner: Any = factory
+        while isinstance(inner, functools.partial):
+            inner = inner.func
+        code = getattr(inner, "__code__", None)
+        if code is not None and code.co_flags & (0x80 | 0x200):
+            raise TypeError(
+                f"per_worker({name}={_label(factory)}) is an async factory; async factories serve "
+                f"async def functions, which fanmap does not run yet: make it a plain function"
+            )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise ValueError(f"per_worker(timeout=...) must be a number of seconds > 0 or None, not {timeout!r}")
+
+
+def per_worker(*, timeout: float | None = None, **factories: Callable[[], Any]) -> Callable[[T], T]:
+    """Give a function values made once per worker, as keyword arguments.
+
+    Each factory runs once in each worker (each process of the process backend, each
+    thread of the thread backend, each Dask worker process), the first time that worker
+    runs a call of the function; its value is kept for the worker's whole life, across
+    maps. A generator function is a factory with teardown: the code before its ``yield``
+    sets up, the code after it runs when the worker stops normally (idle exit,
+    ``max_tasks_per_worker`` recycling, `fanmap.shutdown`, interpreter exit). A plain
+    call and the serial backend use one value made in the caller.
+
+    Works above or below ``@parallel`` and ``@shared_state``, in any order.
+
+    Args:
+        timeout: Seconds all factories of one worker may take together; past it the
+            worker is stopped and the map fails with `WorkerInitError`. The time
+            factories take never counts against the map's own ``timeout``.
+        **factories: Functions of no arguments (or generator functions), by the name of
+            the keyword parameter they fill.
+
+    Returns:
+        A decorator.
+
+    Raises:
+        TypeError: A factory is not callable, or is async.
+        SharedStateError: The function has no parameter of that name, or
+            ``@shared_state`` gives it already.
+
+    Examples:
+        >>> from fanmap import parallel, per_worker
+        >>> def load_table() -> dict[str, int]:
+        ...     return {"fan": 3, "map": 7}  # once per worker, however many calls
+        >>> @parallel(backend="thread", workers=2)
+        ... @per_worker(table=load_table)
+        ... def lookup(word: str, *, table: dict[str, int]) -> int:
+        ...     return table[word]
+        >>> lookup.map(["fan", "map"])
+        [3, 7]
+    """
+    check_factories(factories, timeout)
+    spec = PerWorker(factories, timeout)
+
+    def decorate(fn: T) -> T:
+        from ._shared import check_parameters, layers
+
+        attach = getattr(fn, "_with_per_worker", None)
+        if attach is not None:  # a ParallelFunction: below @per_worker
+            result: T = attach(spec)
+            return result
+        if not callable(fn):
+            raise TypeError(f"per_worker() decorates a function, not {type(fn).__name__}")
+        check_parameters(fn, spec.names(), what="per-worker value")
+        _, state, _ = layers(fn)
+        taken = sorted(set(spec.names()) & set(state.objects() if state is not None else ()))
+        if taken:
+            from ._errors import SharedStateError
+
+            raise SharedStateError(
+                f"{', '.join(map(repr, taken))} is given by @shared_state already; "
+                f"a parameter gets its value from one decorator only"
+            )
+
+        @functools.wraps(fn)
+        def with_values(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **{**_process.values_for(spec), **kwargs})
+
+        with_values.__fanmap_per_worker__ = spec  # type: ignore[attr-defined]
+        with_values.__fanmap_call__ = fn  # type: ignore[attr-defined]
+        return with_values  # type: ignore[return-value]
+
+    return decorate
