@@ -59,9 +59,16 @@ def test_suppressed_context_stays_suppressed() -> None:
     assert "During handling" not in "".join(traceback.format_exception(info.value))
 
 
-@pytest.mark.parametrize("fn", [funcs.raise_unrebuildable, funcs.raise_unpicklable])
-def test_exception_that_cannot_travel_is_a_remote_error(fn: object, start_method: Any) -> None:
-    pf = parallel(fn, workers=1, start_method=start_method)  # type: ignore[call-overload]
+def test_an_exception_whose_init_takes_other_arguments_comes_back_as_itself(start_method: Any) -> None:
+    pf = parallel(funcs.raise_unrebuildable, workers=1, start_method=start_method)
+    with pytest.raises(funcs.NeedsTwoArgs, match="5/2") as info:
+        pf.map([5])
+    assert info.value.args == ("5/2",)
+    assert "raise_unrebuildable" in "".join(traceback.format_exception(info.value))
+
+
+def test_exception_that_cannot_travel_is_a_remote_error(start_method: Any) -> None:
+    pf = parallel(funcs.raise_unpicklable, workers=1, start_method=start_method)
     with pytest.raises(RemoteError) as info:
         pf.map([5])
     err = info.value
