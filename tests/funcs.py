@@ -345,3 +345,12 @@ def with_model(x: int, *, model: Any) -> int:
 def slow_with_model(x: float, *, model: Any) -> float:
     time.sleep(x)
     return x
+
+
+def slow_identity(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+
+def identity_or_fail(x: Any) -> Any:
+    raise ValueError(f"no: {x!r}")

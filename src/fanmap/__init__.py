@@ -27,10 +27,10 @@ from ._errors import SharedStateError as SharedStateError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._errors import WorkerInitError as WorkerInitError
-from ._perworker import per_worker as per_worker
 from ._managed import Dict as Dict
 from ._managed import List as List
 from ._managed import Queue as Queue
+from ._perworker import per_worker as per_worker
 from ._pools import shutdown as shutdown
 from ._shared import shared_state as shared_state
 from ._values import Array as Array

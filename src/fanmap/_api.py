@@ -191,14 +191,15 @@ class ParallelFunction(Generic[P, R]):
 
         Resolved from its options, the enclosing `fanmap.config` and the
         ``FANMAP_WORKERS`` environment variable, else the usable CPUs (affinity and
-        cgroup quota aware). The serial backend runs one call at a time whatever it says.
+        cgroup quota aware); 1 on the serial backend, which runs one call at a time.
 
         Examples:
             >>> from fanmap import parallel
             >>> parallel(abs, workers=3).workers
             3
         """
-        return self._resolve().workers
+        options = self._resolve()
+        return 1 if options.backend == "serial" else options.workers
 
     def _with_state(self, state: SharedState) -> ParallelFunction[P, R]:
         check_parameters(self._fanmap_fn, list(state.objects()))

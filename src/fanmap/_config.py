@@ -188,7 +188,10 @@ def _environment() -> dict[str, Any]:
             env["workers"] = int(workers)
         except ValueError:
             raise ValueError(f"FANMAP_WORKERS must be a whole number, got {workers!r}") from None
-        validate({"workers": env["workers"]})
+        try:
+            validate({"workers": env["workers"]})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"FANMAP_WORKERS: {exc}") from None
     return env
 
 

@@ -180,6 +180,9 @@ class _Run:
         if self.policy.retry(index, error):
             self.retry.appendleft(chunk)
             return []
+        again = self.policy.tries(index)
+        if again:
+            error.add_note(f"fanmap: item {index} was tried {again + 1} times")
         if self.options.on_error == "raise":
             error.add_note(
                 'fanmap: to carry on past such items use on_error="return" or "skip"; '

@@ -63,6 +63,10 @@ class Policy:
         self._tries[index] = tries
         return True
 
+    def tries(self, index: int) -> int:
+        """How many times item ``index`` was run again so far."""
+        return self._tries.get(index, 0)
+
     def settle(self, error: BaseException, index: int, mode: int, item: Any, kwargs: dict[str, Any]) -> Any:
         """What a failed item becomes: raised, a `Failure`, or `SKIPPED`."""
         if self.on_error == "raise":

@@ -24,7 +24,25 @@ __all__ = [
 from ._mainmod import PROTOCOL
 from ._mainmod import dumps as dumps
 
-_repr = reprlib.Repr()
+
+class _Repr(reprlib.Repr):
+    """reprlib's short reprs, with a dict's keys in their own order (not sorted)."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        parts = [
+            f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+            for k, v in list(x.items())[: self.maxdict]
+        ]
+        if len(x) > self.maxdict:
+            parts.append("...")
+        return "{" + ", ".join(parts) + "}"
+
+
+_repr = _Repr()
 _repr.maxstring = 40
 _repr.maxother = 40
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 4

@@ -137,5 +137,5 @@ def check_call(
         )
         if positional is None:
             given = "its per-item arguments"
-        keywords = f" and the keywords {', '.join(sorted(kwargs))}" if kwargs else ""
+        keywords = f" and the keywords {', '.join(f'{k}=' for k in sorted(kwargs))}" if kwargs else ""
         raise TypeError(f"{what}() cannot call {label}{signature} with {given}{keywords}: {exc}") from None

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import itertools
 import queue
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["QueueSource", "Source"]
+
+#: Items an iterator gives at once, before the time it takes is watched.
+_AT_ONCE = 16
+#: Seconds a chunk waits, at most, for more items from a slow iterator.
+_TAKE_BUDGET = 0.005
 
 
 class Source:
@@ -38,8 +44,21 @@ class Source:
             self._pos += len(out)
             return out
         assert self._it is not None
-        out = list(itertools.islice(self._it, count))
-        return out if out else None
+        if count <= _AT_ONCE:
+            out = list(itertools.islice(self._it, count))
+            return out if out else None
+        # A slow iterator (another map's imap, a network feed) must not hold a chunk
+        # back until it is full: take what comes within a short time.
+        out = list(itertools.islice(self._it, _AT_ONCE))
+        if len(out) < _AT_ONCE:
+            return out if out else None
+        deadline = time.perf_counter() + _TAKE_BUDGET
+        it = self._it
+        for item in it:
+            out.append(item)
+            if len(out) >= count or time.perf_counter() > deadline:
+                break
+        return out
 
 
 class QueueSource(Source):

@@ -43,9 +43,9 @@ from ._bigargs import Inbound
 from ._calls import Calls, call_chunk, callable_of
 from ._errors import SerializationError, WorkerInitError
 from ._forward import apply_levels, flush_output, forward_output
+from ._perworker import PerWorker, made_here, teardown_process
 from ._serialize import describe, dumps
 from ._traceback import capture
-from ._perworker import PerWorker, made_here, teardown_process
 from ._wire import INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
 
 __all__ = ["started_at", "worker_main"]

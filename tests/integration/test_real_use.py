@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import fanmap
-from fanmap import Failure, SerializationError, parallel, pmap
+from fanmap import Failure, SerializationError, WorkerCrashedError, parallel, pmap
 from tests import funcs
 from tests.conftest import HAS_DASK
 
@@ -185,3 +185,31 @@ def test_the_dask_backend_follows_a_new_client_after_the_old_one_closed() -> Non
             distributed.Client(cluster),
         ):
             assert pmap(funcs.square, [1, 2, 3], backend="dask") == [1, 4, 9]
+
+
+def test_a_slow_first_stage_does_not_hold_back_the_second() -> None:
+    pulled = [0]
+    first = parallel(funcs.slow_identity, workers=2)
+    second = parallel(funcs.square, workers=2)
+    results = second.imap(first.imap(_counting(pulled)))
+    assert [next(results) for _ in range(10)] == [i * i for i in range(10)]
+    results.close()  # type: ignore[attr-defined]
+    # The second stage takes what the first has ready instead of waiting for a full
+    # chunk (before: 700 to 2,100 items of 10 ms each were read for ten results).
+    assert pulled[0] < 300, pulled[0]
+
+
+def test_messages_a_user_met(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FANMAP_WORKERS", "0")
+    with pytest.raises(ValueError, match="FANMAP_WORKERS: workers must be >= 1"):
+        parallel(funcs.square).map([1])
+    monkeypatch.delenv("FANMAP_WORKERS")
+    assert parallel(abs, backend="serial", workers=3).workers == 1
+    out = parallel(funcs.identity_or_fail, backend="serial", on_error="return").map([{"items": [1], "i": 5}])
+    assert isinstance(out[0], Failure)
+    with pytest.raises(ValueError) as info:
+        parallel(funcs.identity_or_fail, backend="serial").map([{"items": [1], "i": 5}])
+    assert "({'items': [1], 'i': 5},)" in info.value.__notes__[0]  # the dict as given, not sorted
+    with pytest.raises(WorkerCrashedError) as crash:
+        parallel(funcs.kill_self_on, workers=1, retries=2).map([2], bad=2)
+    assert any("was tried 3 times" in note for note in crash.value.__notes__)

@@ -28,10 +28,10 @@ from typing import Any, Final
 
 from .. import _context
 from .._calls import Calls
-from .._perworker import PerWorker, call_with_values
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
 from .._errors import BackendUnavailableError
+from .._perworker import PerWorker, call_with_values
 from .._traceback import capture, rebuild
 from . import wait_timeout
 

@@ -503,8 +503,6 @@ class ProcessPool:
         if timeout is None:
             code = worker.kill()
             reason = f"{worker.label} {_death(code)}"
-            if not worker.replied:
-                reason += " as it started (see its error above, if any)"
             kind = "crash"
         else:
             code = worker.terminate()

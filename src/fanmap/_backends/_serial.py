@@ -12,9 +12,9 @@ from collections.abc import Hashable
 from typing import Final
 
 from .._calls import Calls
-from .._perworker import PerWorker, call_with_values
 from .._chunk import Chunk, Done, Event, RunSpec
 from .._config import Options
+from .._perworker import PerWorker, call_with_values
 
 __all__ = ["BACKEND", "SerialBackend", "SerialPool"]
 

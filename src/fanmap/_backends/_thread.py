@@ -18,9 +18,9 @@ from collections.abc import Hashable
 from typing import Final
 
 from .._calls import Calls
-from .._perworker import PerWorker, call_with_values, teardown_thread
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
+from .._perworker import PerWorker, call_with_values, teardown_thread
 from . import wait_timeout
 
 __all__ = ["BACKEND", "ThreadBackend", "ThreadPool"]
