@@ -354,3 +354,50 @@ def slow_identity(x: int) -> int:
 
 def identity_or_fail(x: Any) -> Any:
     raise ValueError(f"no: {x!r}")
+
+
+def capture(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
+
+
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+def raise_system_exit(code: int) -> int:
+    raise SystemExit(code)
+
+
+_EXECUTOR_TAG: str | None = None
+
+
+def set_tag(tag: str) -> None:
+    global _EXECUTOR_TAG
+    _EXECUTOR_TAG = tag
+
+
+def read_tag(_: object = None) -> str | None:
+    return _EXECUTOR_TAG
+
+
+def failing_initializer() -> None:
+    raise ValueError("initializer failed")
+
+
+class UnpicklesBadly:
+    """Pickles in the worker, fails to unpickle in the caller (cpython#79492)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse, ())
+
+
+def _refuse() -> None:
+    raise RuntimeError("cannot be rebuilt here")
+
+
+def return_unpickles_badly(x: int) -> Any:
+    return UnpicklesBadly() if x == 1 else x
+
+
+def identity_of_size(x: Any) -> int:
+    return 1

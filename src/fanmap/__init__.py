@@ -27,6 +27,7 @@ from ._errors import SharedStateError as SharedStateError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._errors import WorkerInitError as WorkerInitError
+from ._executor import Executor as Executor
 from ._managed import Dict as Dict
 from ._managed import List as List
 from ._managed import Queue as Queue
@@ -47,6 +48,7 @@ __all__ = [
     "BackendUnavailableError",
     "DaskBackend",
     "Dict",
+    "Executor",
     "Failure",
     "FanmapError",
     "List",

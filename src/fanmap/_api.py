@@ -144,6 +144,8 @@ class ParallelFunction(Generic[P, R]):
         state = state or found_state
         per_worker = per_worker or found_per_worker
         self._per_worker: PerWorker | None = per_worker
+        #: Set by an Executor: this function's pools are the executor's own.
+        self._pool_tag: Any = None
         self._state: SharedState | None = state
         self._fanmap_fn: Callable[P, R] = fn
         self._options: dict[str, Any] = options  # validated by whoever made them
@@ -157,7 +159,7 @@ class ParallelFunction(Generic[P, R]):
             if not isinstance(getattr(self, attribute, None), str):
                 setattr(self, attribute, label)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the plain function in the caller, as if it were not decorated.
 
         Shared objects and per-worker values (made once in the caller) are given to it.
@@ -255,9 +257,11 @@ class ParallelFunction(Generic[P, R]):
 
     def _resolve(self, *overrides: dict[str, Any]) -> Options:
         options = resolve(self._options, *overrides)
-        if self._state is None and self._per_worker is None:
+        if self._state is None and self._per_worker is None and self._pool_tag is None:
             return options
-        return dataclasses.replace(options, state=self._state, per_worker=self._per_worker)
+        return dataclasses.replace(
+            options, state=self._state, per_worker=self._per_worker, pool_tag=self._pool_tag
+        )
 
     def _run(
         self, mode: CallMode, source: Source, kwargs: dict[str, Any], options: Options, window: int | None
@@ -536,7 +540,7 @@ class ParallelFunction(Generic[P, R]):
         """
         return self._lazy(False, iterables, kwargs, "imap_unordered")
 
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    def submit(self, /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Schedule one call; return a `concurrent.futures.Future` for its result.
 
         Calls submitted close together share the warm pool and are batched like a map.
@@ -560,6 +564,13 @@ class ParallelFunction(Generic[P, R]):
                 self._submitter = Submitter(self)  # the last one went idle and ended
                 self._submitter.put(future, call)
         return future
+
+    def _stop_submitter(self) -> None:
+        """End the run behind ``submit`` once the calls queued so far are done."""
+        with self._submit_lock:
+            submitter = self._submitter
+        if submitter is not None:
+            submitter.stop()
 
 
 @overload

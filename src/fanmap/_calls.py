@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,10 +42,13 @@ def callable_of(obj: Any) -> Callable[..., Any]:
     return plain
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
 def _from_the_call(error: BaseException) -> BaseException:
-    """Drop this module's frames from the front of a traceback: the function's remain."""
+    """Drop fanmap's frames from the front of a traceback: the function's remain."""
     tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
         tb = tb.tb_next
     return error.with_traceback(tb)
 
@@ -59,7 +63,7 @@ def _results(calls: Calls, items: Sequence[Any]) -> Any:
     return (fn(*a, **k) for a, k in (call_args(CallMode.ARGS, item, kwargs) for item in items))
 
 
-def _explained(calls: Calls, item: Any, error: Exception) -> BaseException:
+def _explained(calls: Calls, item: Any, error: BaseException) -> BaseException:
     """The error to report for an item: a clear one when a starmap item is not a tuple."""
     if calls.mode != CallMode.ONE:
         try:
@@ -90,7 +94,7 @@ def call_chunk(calls: Calls, items: Sequence[Any]) -> tuple[list[Any], dict[int,
         rest = items if position == 0 else items[position:]
         try:
             results.extend(_results(calls, rest))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit too: it belongs to the call
             position = len(results)
             results.append(None)
             if errors is None:

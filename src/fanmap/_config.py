@@ -68,10 +68,12 @@ class Options:
     state: Any = None
     #: The function's per-worker factories (``@per_worker``); not an option users set.
     per_worker: Any = None
+    #: Pools of an owner of their own (an Executor): never shared with other maps.
+    pool_tag: Any = None
 
 
 OPTION_NAMES: Final = tuple(
-    f.name for f in dataclasses.fields(Options) if f.name not in ("state", "per_worker")
+    f.name for f in dataclasses.fields(Options) if f.name not in ("state", "per_worker", "pool_tag")
 )
 
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(

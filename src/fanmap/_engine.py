@@ -72,6 +72,8 @@ class _Run:
         self.source = source
         self.window = window
         self.lazy = lazy
+        #: The items read to see whether there are any: the first chunk.
+        self.first: Sequence[Any] | None = None
         self.retry: deque[Chunk] = deque()
         self.in_flight = 0
         self.reporter = open_reporter(options.progress, source.total, label)
@@ -269,9 +271,10 @@ def execute(
         window is not None,
         label,
     )
+    run.first, first = first, None
     try:
         with _pools.lease(backend, options) as pool:
-            yield from _drive(run, pool, first)
+            yield from _drive(run, pool)
     finally:
         if run.reporter is not None:
             run.reporter.close()
@@ -299,14 +302,14 @@ class _Orderer:
         return out
 
 
-def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[Block]:
+def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
     sizer = Sizer(run.options, pool.workers, run.source.total, pool.target_seconds or TARGET)
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter
     skips = run.policy.skips
     live = isinstance(run.source, QueueSource)
     position = 0  # index of the next new item
-    staged: Sequence[Any] | None = first
+    staged, run.first = run.first, None  # held until sent, and no longer
     exhausted = False
     finished = False
     pool.begin(run.spec)
@@ -341,6 +344,7 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[Block]:
                     bad = exc
                 else:
                     run.sent(chunk, sent)
+                    del chunk  # the pool holds it while it runs, and no longer
                     continue
                 # Handled outside the except clause: a raised SerializationError must not
                 # carry the pickler's failure as its context.
@@ -356,6 +360,7 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[Block]:
                     ready.extend(run.done(event))
                 else:
                     ready.extend(run.lost(event))
+                del event  # a finished call's arguments are not kept while waiting
             for start, values in ready:
                 if reporter is not None:
                     reporter.advance(len(values))
@@ -366,6 +371,7 @@ def _drive(run: _Run, pool: Pool, first: Sequence[Any]) -> Iterator[Block]:
                         if not out:
                             continue
                     yield out_start, out
+            ready.clear()  # nor its results, once handed on
         finished = True
     finally:
         pool.end(abort=not finished)

@@ -2,13 +2,14 @@
 
 ```
 FanmapError(Exception)
-├── WorkerCrashedError        a worker died while running an item
+├── WorkerCrashedError        a worker died while running an item (also a BrokenProcessPool)
 ├── TaskTimeoutError          also a TimeoutError
-├── SerializationError        something could not be sent to or from a worker
+├── SerializationError        something could not be sent to or from a worker (also a PicklingError)
 ├── RemoteError               a worker exception that could not be rebuilt
 ├── BackendUnavailableError   also an ImportError; says which extra to install
 ├── SharedStateError          shared state misused (wrong backend, unknown name)
-└── WorkerInitError           a @per_worker factory failed (or ran too long) in a worker
+└── WorkerInitError           a @per_worker factory (or an Executor's initializer) failed in
+                              a worker (also a BrokenProcessPool)
 ```
 
 A user's own exception raised in a worker is never wrapped: it comes back as its own
@@ -18,6 +19,8 @@ type, with the worker's frames in its traceback and a note naming the item.
 from __future__ import annotations
 
 import dataclasses
+import pickle
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 __all__ = [
@@ -42,7 +45,7 @@ class FanmapError(Exception):
     """
 
 
-class WorkerCrashedError(FanmapError):
+class WorkerCrashedError(FanmapError, BrokenProcessPool):
     """A worker process died while it was running an item.
 
     The message names the item, the worker and how it died (exit code or signal).
@@ -73,7 +76,7 @@ class TaskTimeoutError(FanmapError, TimeoutError):
     """
 
 
-class SerializationError(FanmapError):
+class SerializationError(FanmapError, pickle.PicklingError):
     """A function, argument, keyword or result could not be pickled or unpickled.
 
     Examples:
@@ -132,7 +135,7 @@ class SharedStateError(FanmapError):
     """
 
 
-class WorkerInitError(FanmapError):
+class WorkerInitError(FanmapError, BrokenProcessPool):
     """A ``@per_worker`` factory raised, or ran past its timeout, in a worker.
 
     The map stops at once, whatever its ``on_error``: without its per-worker values no

@@ -70,11 +70,15 @@ def _is_generator_function(factory: Callable[..., Any]) -> bool:
 class PerWorker:
     """The factories of one decorated function, and their key in every worker."""
 
-    __slots__ = ("factories", "key", "timeout")
+    __slots__ = ("factories", "inject", "key", "timeout")
 
-    def __init__(self, factories: dict[str, Callable[[], Any]], timeout: float | None) -> None:
+    def __init__(
+        self, factories: dict[str, Callable[[], Any]], timeout: float | None, inject: bool = True
+    ) -> None:
         self.factories = dict(factories)
         self.timeout = timeout
+        #: Whether the values go to the function as keywords (an initializer's do not).
+        self.inject = inject
         self.key = uuid.uuid4().hex
 
     def names(self) -> list[str]:
@@ -82,7 +86,7 @@ class PerWorker:
 
     def merged(self, other: PerWorker) -> PerWorker:
         """Both sets of factories (from two decorators), as one with a key of its own."""
-        both = PerWorker({**self.factories, **other.factories}, self.timeout or other.timeout)
+        both = PerWorker({**self.factories, **other.factories}, self.timeout or other.timeout, self.inject)
         both.key = f"{self.key}+{other.key}"  # stable: the same two make the same key
         return both
 
@@ -173,7 +177,8 @@ def call_with_values(
             values = made_here(scope).values_for(per_worker)
         except WorkerInitError as exc:
             return [None] * len(items), dict.fromkeys(range(len(items)), exc)
-        calls = calls.with_keywords(values)
+        if per_worker.inject:
+            calls = calls.with_keywords(values)
     return call_chunk(calls, items)
 
 

@@ -113,6 +113,18 @@ def shutdown() -> None:
         hook()
 
 
+def close_tagged(tag: object) -> None:
+    """Close the idle pools opened for ``tag`` (an Executor's own), now."""
+    with _lock:
+        found = []
+        for key, idle in _idle.items():
+            if isinstance(key, tuple) and key and key[-1] is tag:
+                found.extend(idle)
+                idle.clear()
+    for pool in found:
+        _close(pool)
+
+
 def on_shutdown(hook: Callable[[], None]) -> None:
     """Run ``hook`` whenever fanmap shuts its pools down (`shutdown`, and at exit)."""
     _on_shutdown.append(hook)

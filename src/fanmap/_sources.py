@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["QueueSource", "Source"]
+__all__ = ["STOP", "QueueSource", "Source"]
 
 #: Items an iterator gives at once, before the time it takes is watched.
 _AT_ONCE = 16
@@ -61,8 +61,13 @@ class Source:
         return out
 
 
+#: Put in a `QueueSource`'s queue, ends it at once (what came before it still runs).
+STOP: Any = object()
+
+
 class QueueSource(Source):
-    """A live source fed from another thread (by ``submit``); ends after an idle spell."""
+    """A live source fed from another thread (by ``submit``); ends after an idle spell,
+    or at `STOP`."""
 
     def __init__(self, inbox: queue.SimpleQueue[Any], idle: float) -> None:
         super().__init__(())
@@ -76,10 +81,14 @@ class QueueSource(Source):
         out: list[Any] = []
         try:
             out.append(self._inbox.get(timeout=self._idle) if block else self._inbox.get_nowait())
-            while len(out) < count:
+            while len(out) < count and out[-1] is not STOP:
                 out.append(self._inbox.get_nowait())
         except queue.Empty:
             pass
+        if out and out[-1] is STOP:
+            out.pop()
+            self._ended = True
+            return out or None
         if not out and block:
             self._ended = True
             return None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._args import Args, CallMode
 from ._engine import execute
 from ._errors import Failure
-from ._sources import QueueSource
+from ._sources import STOP, QueueSource
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -51,6 +51,21 @@ class Submitter:
                 self._thread.start()
             return True
 
+    def stop(self) -> None:
+        """End the run once the calls queued so far are done; wait for it.
+
+        A call submitted afterwards goes to a new submitter (``put`` says False).
+        """
+        with self._lock:
+            if not self._open:
+                started = self._started
+            else:
+                self._open = False
+                self._inbox.put(STOP)
+                started = self._started
+        if started and self._thread is not threading.current_thread():
+            self._thread.join()
+
     def _serve(self) -> None:
         owner = self._owner
         try:
@@ -76,7 +91,7 @@ class Submitter:
                 if not isinstance(exc, Exception):
                     raise
             with self._lock:
-                if self._inbox.empty():
+                if self._inbox.empty() or not self._open:
                     self._open = False
                     return
 
@@ -86,7 +101,10 @@ class Submitter:
                 future.set_exception(exc)
         self._futures.clear()
         while not self._inbox.empty():
-            future, _ = self._inbox.get()
+            entry = self._inbox.get()
+            if entry is STOP:
+                continue
+            future, _ = entry
             if future.set_running_or_notify_cancel():
                 future.set_exception(exc)
 

@@ -266,7 +266,7 @@ def _serve(
                 flush_output()
                 send(_reply([], {WHOLE_CHUNK: exc}, 0.0))
                 continue
-            spec, pending = spec.with_keywords(values), None
+            spec, pending = (spec.with_keywords(values) if pending.inject else spec), None
             send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
         begun = time.perf_counter()
         results, errors = call_chunk(spec, items)

@@ -237,7 +237,7 @@ class DaskBackend:
         return f"DaskBackend({where})"
 
     def pool_key(self, options: Options) -> Hashable:
-        return ("dask", id(self), options.workers)
+        return ("dask", id(self), options.workers, options.pool_tag)
 
     def open_pool(self, options: Options) -> DaskPool:
         return DaskPool(self, options)

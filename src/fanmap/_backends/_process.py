@@ -39,7 +39,7 @@ from .._bigargs import Outbound
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options, cpu_count
 from .._errors import SerializationError, WorkerInitError
-from .._forward import deliver, log_levels
+from .._forward import OUT, deliver, log_levels
 from .._mainmod import without_main
 from .._serialize import (
     PROTOCOL,
@@ -49,7 +49,7 @@ from .._serialize import (
     find_unpicklable,
     find_unpicklable_capture,
 )
-from .._traceback import rebuild
+from .._traceback import capture, rebuild
 from .._wire import INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
 from .._worker import started_at, worker_main
 from . import Unsendable, wait_timeout
@@ -197,6 +197,19 @@ class _Worker:
         except ValueError:  # reaped by someone else: its exit code is lost with it
             _forget(self.process)
         return code
+
+
+def _unreadable(worker: _Worker, exc: Exception) -> tuple[Any, ...]:
+    """A chunk's reply that cannot be unpickled here, as a reply failing each of its items."""
+    if not worker.chunks:
+        return (OUT, 2, f"fanmap: a message from {worker.label} could not be read ({exc!r})\n")
+    chunk = worker.chunks[0]
+    error = SerializationError(
+        f"the results of items {chunk.start} to {chunk.start + len(chunk.items) - 1} came back "
+        f"from {worker.label} but cannot be rebuilt here ({type(exc).__name__}: {exc}); "
+        f"return plain data"
+    )
+    return [None] * len(chunk.items), {WHOLE_CHUNK: capture(error)}, 0.0
 
 
 def _forget(process: Any) -> None:
@@ -465,7 +478,10 @@ class ProcessPool:
             data = worker.replies.recv_bytes()
         except (EOFError, OSError):
             return False  # died mid-reply: its sentinel tells the rest
-        message = pickle.loads(data)
+        try:
+            message = pickle.loads(data)
+        except Exception as exc:  # a result that cannot be rebuilt here fails its chunk only
+            message = _unreadable(worker, exc)
         if deliver(message):  # a log record or printed text, not a chunk's reply
             return True
         if message[0] == INIT:  # a @per_worker factory starts: its time is not a call's
@@ -564,7 +580,14 @@ class ProcessBackend:
     def pool_key(self, options: Options) -> Hashable:
         # Shared objects are handed to workers when they start: a pool of their own.
         state = options.state.key if options.state is not None else None
-        return ("process", options.workers, options.start_method, options.max_tasks_per_worker, state)
+        return (
+            "process",
+            options.workers,
+            options.start_method,
+            options.max_tasks_per_worker,
+            state,
+            options.pool_tag,
+        )
 
     def open_pool(self, options: Options) -> ProcessPool:
         return ProcessPool(options)

@@ -68,7 +68,7 @@ class SerialBackend:
     shares_memory = True
 
     def pool_key(self, options: Options) -> Hashable:
-        return ("serial",)
+        return ("serial", options.pool_tag)
 
     def open_pool(self, options: Options) -> SerialPool:
         return SerialPool()

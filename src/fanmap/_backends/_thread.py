@@ -54,6 +54,7 @@ class _Thread:
             begun = time.perf_counter()
             results, errors = call_with_values(calls, per_worker, chunk.items, "thread")
             outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
+            del job, calls, chunk, results, errors  # hold nothing of a finished call while idle
 
 
 class ThreadPool:
@@ -161,7 +162,7 @@ class ThreadBackend:
     shares_memory = True
 
     def pool_key(self, options: Options) -> Hashable:
-        return ("thread", options.workers)
+        return ("thread", options.workers, options.pool_tag)
 
     def open_pool(self, options: Options) -> ThreadPool:
         return ThreadPool(options)
