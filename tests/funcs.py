@@ -401,3 +401,29 @@ def return_unpickles_badly(x: int) -> Any:
 
 def identity_of_size(x: Any) -> int:
     return 1
+
+
+def noted_triple(x: int, path: str = "") -> int:
+    """Triples x, noting each call in a file (one line per call)."""
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    return 3 * x
+
+
+def fails_on_odd_once(x: int, path: str = "") -> int:
+    """Fails odd items the first time they are called (a file remembers)."""
+    seen = False
+    if os.path.exists(path):
+        with open(path) as f:
+            seen = f"{x}\n" in f.read().splitlines(keepends=True)
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    if x % 2 and not seen:
+        raise ValueError(f"odd {x}")
+    return x
+
+
+def return_lock_on(x: int) -> Any:
+    import threading
+
+    return threading.Lock() if x == 2 else x

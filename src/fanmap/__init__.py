@@ -17,6 +17,8 @@ from ._api import ParallelFunction as ParallelFunction
 from ._api import parallel as parallel
 from ._api import pmap as pmap
 from ._args import Args as Args
+from ._checkpoint import Checkpoint as Checkpoint
+from ._checkpoint import CheckpointError as CheckpointError
 from ._config import config as config
 from ._errors import BackendUnavailableError as BackendUnavailableError
 from ._errors import Failure as Failure
@@ -46,6 +48,8 @@ __all__ = [
     "Args",
     "Array",
     "BackendUnavailableError",
+    "Checkpoint",
+    "CheckpointError",
     "DaskBackend",
     "Dict",
     "Executor",

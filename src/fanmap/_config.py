@@ -46,6 +46,7 @@ class OptionsDict(TypedDict, total=False):
     start_method: StartMethod
     max_tasks_per_worker: int | None
     buffersize: int | None
+    checkpoint: str | os.PathLike[str] | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class Options:
     start_method: str
     max_tasks_per_worker: int | None
     buffersize: int | None
+    checkpoint: Any
     #: The function's shared objects (``@shared_state``); not an option users set.
     state: Any = None
     #: The function's per-worker factories (``@per_worker``); not an option users set.
@@ -163,6 +165,9 @@ def validate(options: Mapping[str, Any]) -> dict[str, Any]:
         elif name == "progress":
             if not isinstance(value, bool) and not callable(value):
                 raise TypeError(f"progress must be True, False or a callable (done, total), not {value!r}")
+        elif name == "checkpoint":
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise TypeError(f"checkpoint must be a file path or None, not {type(value).__name__}")
         elif name == "start_method":
             methods = tuple(multiprocessing.get_all_start_methods())
             if value not in methods:
@@ -212,6 +217,7 @@ def resolve(*layers: Mapping[str, Any]) -> Options:
         "start_method": None,
         "max_tasks_per_worker": None,
         "buffersize": None,
+        "checkpoint": None,
     }
     merged.update(_environment())
     merged.update(_context.get())
@@ -247,6 +253,11 @@ def config(**options: Unpack[OptionsDict]) -> Iterator[None]:
         [0, 1, 4, 9]
     """
     checked = validate(options)
+    if "checkpoint" in checked:
+        raise TypeError(
+            "checkpoint cannot be set for every map: a checkpoint file belongs to one map; "
+            "give it to that map: f.options(checkpoint=path).map(...) or pmap(..., checkpoint=path)"
+        )
     token = _context.set({**_context.get(), **checked})
     try:
         yield

@@ -18,6 +18,7 @@ on (a lost batch is run again item by item), and in what order results go out.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
@@ -26,12 +27,21 @@ from . import _context, _pools
 from ._args import CallMode, arguments_of
 from ._backends import Pool, Unsendable, get_backend
 from ._calls import Calls
+from ._checkpoint import Store
 from ._chunk import Chunk, Done, Lost, RunSpec
 from ._config import Options
-from ._errors import SharedStateError, TaskTimeoutError, WorkerCrashedError, WorkerInitError
+from ._errors import (
+    Failure,
+    SerializationError,
+    SharedStateError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+    WorkerInitError,
+)
 from ._policy import SKIPPED, Policy
 from ._progress import open_reporter
-from ._serialize import short_repr
+from ._serialize import describe, short_repr
+from ._signature import label_of
 from ._sizing import TARGET, Sizer
 from ._sources import QueueSource, Source
 
@@ -74,6 +84,8 @@ class _Run:
         self.lazy = lazy
         #: The items read to see whether there are any: the first chunk.
         self.first: Sequence[Any] | None = None
+        #: The checkpoint file's records (``checkpoint=``), if any.
+        self.store: Store | None = None
         self.retry: deque[Chunk] = deque()
         self.in_flight = 0
         self.reporter = open_reporter(options.progress, source.total, label)
@@ -134,6 +146,8 @@ class _Run:
     def done(self, event: Done) -> list[Block]:
         chunk, results, errors = event.chunk, event.results, event.errors
         if not errors and len(results) == len(chunk.items):
+            if self.store is not None:
+                self.record(chunk.start, chunk.items, results, event.worker)
             return [(chunk.start, results)]
         blocks: list[Block] = []
         again: list[Chunk] = []
@@ -153,11 +167,55 @@ class _Run:
                 values.append(self.fail(error, index, chunk.items[pos], event.worker, note=True))
         if values:
             blocks.append((chunk.start + begin, values))
+        if self.store is not None:
+            for start, block in blocks:
+                self.record(
+                    start,
+                    chunk.items[start - chunk.start : start - chunk.start + len(block)],
+                    block,
+                    event.worker,
+                )
         ran = len(results)
         if ran < len(chunk.items):  # stopped at a failure: the rest did not run
             again.append(Chunk(chunk.start + ran, chunk.items[ran:]))
         self.retry.extendleft(reversed(again))
         return blocks
+
+    # -- the checkpoint ------------------------------------------------------------
+
+    def stored_block(self, position: int) -> tuple[int, int] | None:
+        """A recorded block at ``position`` (its size), or the gap before the next one."""
+        return None if self.store is None else self.store.next_block(position)
+
+    def record(self, start: int, items: Sequence[Any], values: list[Any], worker: str) -> None:
+        """Record the successful results of a block (a `Failure` or skip splits it)."""
+        assert self.store is not None
+        begin = 0
+        for pos in range(len(values) + 1):
+            failed = pos < len(values) and (isinstance(values[pos], Failure) or values[pos] is SKIPPED)
+            if pos < len(values) and not failed:
+                continue
+            if pos > begin:
+                self._record(start + begin, items[begin:pos], values, begin, worker)
+            begin = pos + 1
+
+    def _record(self, start: int, items: Sequence[Any], values: list[Any], offset: int, worker: str) -> None:
+        assert self.store is not None
+        part = values[offset : offset + len(items)]
+        try:
+            self.store.record(start, items, part)
+            return
+        except Exception:
+            pass
+        for i, value in enumerate(part):  # find what cannot be stored; keep the rest
+            try:
+                self.store.record(start + i, items[i : i + 1], [value])
+            except Exception as exc:
+                error = SerializationError(
+                    f"cannot store the result of item {start + i} in the checkpoint "
+                    f"({describe(value)}: {exc}); return plain data"
+                )
+                values[offset + i] = self.fail(error, start + i, items[i], worker, note=False)
 
     def lost(self, event: Lost) -> list[Block]:
         chunk = event.chunk
@@ -202,6 +260,11 @@ class _Run:
             else:
                 self.retry.append(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
         return blocks
+
+
+def _qualified(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    return f"{module}.{label_of(fn)}"
 
 
 def _importing_main_in_a_worker() -> bool:
@@ -272,12 +335,23 @@ def execute(
         label,
     )
     run.first, first = first, None
+    if options.checkpoint is not None:
+        run.store = Store(options.checkpoint, _qualified(fn), kwargs)
     try:
         with _pools.lease(backend, options) as pool:
             yield from _drive(run, pool)
     finally:
         if run.reporter is not None:
             run.reporter.close()
+        if run.store is not None:
+            run.store.close()
+            if run.store.reused:
+                logging.getLogger("fanmap").info(
+                    "fanmap: %d items of %s came from the checkpoint %s",
+                    run.store.reused,
+                    label,
+                    run.store.path,
+                )
 
 
 class _Orderer:
@@ -323,6 +397,7 @@ def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
                 if run.retry:
                     chunk = run.retry.popleft()
                 else:
+                    stored = run.stored_block(position)
                     if staged is None and not exhausted:
                         allowed = run.read_limit(position)
                         if allowed == 0:
@@ -330,11 +405,26 @@ def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
                         limit = pool.limit()
                         if allowed is not None:
                             limit = allowed if limit is None else min(limit, allowed)
-                        staged = run.source.take(sizer.size(position, limit), block=run.in_flight == 0)
+                        size = sizer.size(position, limit)
+                        if stored is not None:  # a checkpoint's block, or the gap before one
+                            size = stored[0] or min(size, stored[1])
+                        staged = run.source.take(size, block=run.in_flight == 0)
                         exhausted = staged is None
                     if not staged:
                         staged = None
                         break
+                    if stored is not None and stored[0]:
+                        if len(staged) < stored[0] and not exhausted:  # the first chunk: top it up
+                            more = run.source.take(stored[0] - len(staged), block=True)
+                            staged = [*staged, *(more or ())]
+                        values = run.store.stored(position, staged) if run.store is not None else None
+                        if values is not None:  # recorded by an earlier run: no call needed
+                            ready.append((position, values))
+                            position += len(staged)
+                            staged = None
+                            if run.lazy:
+                                break  # hand it on now
+                            continue
                     chunk = Chunk(position, staged)
                     position += len(staged)
                     staged = None
@@ -353,7 +443,8 @@ def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
                 if exhausted:
                     break
                 continue  # a live source had nothing yet: ask it again, blocking
-            for event in pool.wait(_LIVE_POLL if live and not exhausted else None):
+            wait = 0.0 if ready else _LIVE_POLL if live and not exhausted else None
+            for event in pool.wait(wait):
                 run.back(event.chunk)
                 if isinstance(event, Done):
                     sizer.measure(len(event.results), event.elapsed)

@@ -8,6 +8,7 @@ FanmapError(Exception)
 ├── RemoteError               a worker exception that could not be rebuilt
 ├── BackendUnavailableError   also an ImportError; says which extra to install
 ├── SharedStateError          shared state misused (wrong backend, unknown name)
+├── CheckpointError           a checkpoint file of another function, or not a checkpoint
 └── WorkerInitError           a @per_worker factory (or an Executor's initializer) failed in
                               a worker (also a BrokenProcessPool)
 ```

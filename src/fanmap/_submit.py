@@ -69,7 +69,9 @@ class Submitter:
     def _serve(self) -> None:
         owner = self._owner
         try:
-            options = owner._resolve({"ordered": False, "on_error": "return", "progress": False})
+            options = owner._resolve(
+                {"ordered": False, "on_error": "return", "progress": False, "checkpoint": None}
+            )
         except Exception as exc:
             self._fail_all(exc)
             return
