@@ -49,17 +49,18 @@ class CheckpointError(FanmapError):
 
 
 def _digest(items: Sequence[Any], keywords: bytes) -> bytes:
+    block = items if type(items) in (list, range) else list(items)  # a range slice stays small
     try:
-        blob = pickle.dumps(list(items), pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(block, pickle.HIGHEST_PROTOCOL)
     except Exception:
-        blob = dumps(list(items))
+        blob = dumps(block)
     return hashlib.blake2b(blob + keywords, digest_size=16).digest()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=2.0)
-    conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA journal_mode=WAL")
     return conn
 
 
@@ -128,19 +129,17 @@ class Store:
 
     def _create(self) -> None:
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        self._conn.executescript(
-            """
-            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE blocks (
-                start INTEGER PRIMARY KEY, count INTEGER NOT NULL,
-                digest BLOB NOT NULL, results BLOB NOT NULL, at REAL NOT NULL
-            );
-            """
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._conn.execute(
+            "CREATE TABLE blocks (start INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
+            "digest BLOB NOT NULL, results BLOB NOT NULL, at REAL NOT NULL)"
         )
         self._conn.executemany(
             "INSERT INTO meta VALUES (?, ?)",
             [("format", _FORMAT), ("function", self.function), ("created", now)],
         )
+        self._conn.execute("COMMIT")
 
     # -- reading ---------------------------------------------------------------------
 

@@ -146,8 +146,8 @@ class _Run:
     def done(self, event: Done) -> list[Block]:
         chunk, results, errors = event.chunk, event.results, event.errors
         if not errors and len(results) == len(chunk.items):
-            if self.store is not None:
-                self.record(chunk.start, chunk.items, results, event.worker)
+            if self.store is not None:  # all succeeded: one record, nothing to look through
+                self._record(chunk.start, chunk.items, results, 0, event.worker)
             return [(chunk.start, results)]
         blocks: list[Block] = []
         again: list[Chunk] = []
@@ -408,7 +408,7 @@ def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
                         size = sizer.size(position, limit)
                         if stored is not None:  # a checkpoint's block, or the gap before one
                             size = stored[0] or min(size, stored[1])
-                        staged = run.source.take(size, block=run.in_flight == 0)
+                        staged = run.source.take(size, block=run.in_flight == 0 and not ready)
                         exhausted = staged is None
                     if not staged:
                         staged = None

@@ -132,10 +132,17 @@ class Made:
                     self.generators.append((spec.describe(name), generator))
                 else:
                     value = factory()
+            except StopIteration as exc:
+                error = WorkerInitError(
+                    f"the per-worker factory {spec.describe(name)} is a generator that ended without "
+                    f"yielding its value; yield the value once, then tear down after the yield"
+                )
+                raise error from exc
             except Exception as exc:
                 error = WorkerInitError(
                     f"the per-worker factory {spec.describe(name)} raised {type(exc).__name__}: {exc}; "
-                    f"the map stopped (no call can run without it; the next map tries it again)"
+                    f"no call can run in that worker without it, so the calls waiting for it failed "
+                    f"(the next map or call tries the factory again)"
                 )
                 error.__cause__ = exc
                 raise error from exc

@@ -98,6 +98,7 @@ class Submitter:
                     return
 
     def _fail_all(self, exc: BaseException) -> None:
+        exc = exc.with_traceback(None)  # raised by fanmap here: its own frames say nothing
         for future in self._futures.values():
             if not future.done():
                 future.set_exception(exc)

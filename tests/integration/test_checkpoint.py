@@ -166,7 +166,7 @@ def test_a_killed_or_interrupted_map_resumes(tmp_path: Path, start_method: Any, 
     shutil.copy(ROOT / "tests" / "scripts" / "resumable.py", tmp_path)
     first = _script(tmp_path, start_method, "first")
     deadline = time.monotonic() + 60
-    while len(_effects(tmp_path)) < 500 and time.monotonic() < deadline:
+    while len(_effects(tmp_path)) < 400 and time.monotonic() < deadline:
         time.sleep(0.02)
     first.send_signal(stop)
     first.communicate(timeout=60)

@@ -120,11 +120,13 @@ def test_a_hanging_factory_is_stopped_by_its_own_timeout(start_method: Any) -> N
         fn.map([1])
 
 
-def test_factory_time_does_not_count_against_the_calls_timeout() -> None:
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_factory_time_does_not_count_against_the_calls_timeout(backend: Any) -> None:
     fn = parallel(
         per_worker(model=functools.partial(funcs.sleeping_factory, 1.5))(funcs.slow_with_model),
         workers=1,
         timeout=1.0,
+        backend=backend,
         max_tasks_per_worker=10**7 + 3,
     )
     assert fn.map([0.1]) == [0.1]

@@ -12,7 +12,7 @@ RUN = sys.argv[1]
 def work(x):
     with open("effects.txt", "a") as f:
         f.write(f"{RUN} {x}\n")
-    time.sleep(0.01)
+    time.sleep(0.005)
     return x * 3
 
 

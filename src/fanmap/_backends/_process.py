@@ -204,8 +204,10 @@ def _unreadable(worker: _Worker, exc: Exception) -> tuple[Any, ...]:
     if not worker.chunks:
         return (OUT, 2, f"fanmap: a message from {worker.label} could not be read ({exc!r})\n")
     chunk = worker.chunks[0]
+    last = chunk.start + len(chunk.items) - 1
+    which = f"item {last}" if last == chunk.start else f"items {chunk.start} to {last}"
     error = SerializationError(
-        f"the results of items {chunk.start} to {chunk.start + len(chunk.items) - 1} came back "
+        f"the results of {which} came back "
         f"from {worker.label} but cannot be rebuilt here ({type(exc).__name__}: {exc}); "
         f"return plain data"
     )

@@ -20,19 +20,24 @@ from typing import Final
 from .._calls import Calls
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
-from .._perworker import PerWorker, call_with_values, teardown_thread
+from .._errors import WorkerInitError
+from .._perworker import PerWorker, call_with_values, made_here, teardown_thread
 from . import wait_timeout
 
 __all__ = ["BACKEND", "ThreadBackend", "ThreadPool"]
 
+#: Seconds between looks at a thread whose per-worker factories run.
+_INIT_POLL = 0.05
+
 
 class _Thread:
-    __slots__ = ("chunks", "inbox", "label", "started", "thread")
+    __slots__ = ("chunks", "inbox", "initializing", "label", "started", "thread")
 
     def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
         self.inbox: queue.SimpleQueue[tuple[Calls, PerWorker | None, Chunk] | None] = queue.SimpleQueue()
         self.chunks: list[Chunk] = []
         self.started = 0.0
+        self.initializing = False
         self.label = f"thread {index}" + (f".{generation}" if generation else "")
         self.thread = threading.Thread(
             target=self._serve, args=(outbox,), name=f"fanmap-{self.label}", daemon=True
@@ -51,6 +56,15 @@ class _Thread:
             if job is None:
                 return
             calls, per_worker, chunk = job
+            if per_worker is not None and per_worker.key not in made_here("thread").values:
+                self.initializing = True  # a factory's time is not a call's
+                try:
+                    made_here("thread").values_for(per_worker)
+                except WorkerInitError:
+                    pass  # call_with_values reports it for the chunk
+                finally:
+                    self.started = time.monotonic()
+                    self.initializing = False
             begun = time.perf_counter()
             results, errors = call_with_values(calls, per_worker, chunk.items, "thread")
             outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
@@ -101,7 +115,13 @@ class ThreadPool:
         if not busy:
             return []
         limit = self._timeout
-        timeout = wait_timeout(timeout, min(t.started for t in busy), limit)
+        calling = [t.started for t in busy if not t.initializing]
+        timeout = wait_timeout(timeout, min(calling, default=None), limit)
+        starting = [t for t in busy if t.initializing]
+        if starting:  # look again soon: the call's clock starts when its factory is done
+            timeout = _INIT_POLL if timeout is None else min(timeout, _INIT_POLL)
+            init_limit = self._per_worker.timeout if self._per_worker is not None else None
+            timeout = wait_timeout(timeout, min(t.started for t in starting), init_limit)
         events: list[Event] = []
         try:
             item = self._outbox.get(timeout=timeout)
@@ -113,11 +133,16 @@ class ThreadPool:
                 item = self._outbox.get_nowait()
             except queue.Empty:
                 item = None
-        if limit is not None:
-            now = time.monotonic()
-            for t in busy:
-                if t in self._threads and t.chunks and now - t.started >= limit:
-                    self._abandon(t, limit, events)
+        now = time.monotonic()
+        init_limit = self._per_worker.timeout if self._per_worker is not None else None
+        for t in busy:
+            if t not in self._threads or not t.chunks:
+                continue
+            if t.initializing:
+                if init_limit is not None and now - t.started >= init_limit:
+                    self._abandon(t, init_limit, events, initializing=True)
+            elif limit is not None and now - t.started >= limit:
+                self._abandon(t, limit, events)
         return events
 
     def _accept(self, thread: _Thread, done: Done, events: list[Event]) -> None:
@@ -127,9 +152,19 @@ class ThreadPool:
         thread.started = time.monotonic()
         events.append(done)
 
-    def _abandon(self, thread: _Thread, limit: float, events: list[Event]) -> None:
+    def _abandon(
+        self, thread: _Thread, limit: float, events: list[Event], initializing: bool = False
+    ) -> None:
         reason = f"ran longer than the timeout of {limit:g}s; {thread.label} was abandoned"
         for i, chunk in enumerate(thread.chunks):
+            if i == 0 and initializing:
+                error = WorkerInitError(
+                    f"a per-worker factory did not finish within the timeout of {limit:g}s in "
+                    f"{thread.label}; the thread was abandoned (a thread cannot be stopped)"
+                )
+                n = len(chunk.items)
+                events.append(Done(chunk, [None] * n, dict.fromkeys(range(n), error), 0.0, thread.label))
+                continue
             events.append(Lost(chunk, "timeout" if i == 0 else "unstarted", reason, None, thread.label))
         thread.inbox.put(None)
         self._generation += 1
