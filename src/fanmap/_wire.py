@@ -7,6 +7,7 @@ task pipe   Setup(function, calls, descriptors, log_levels)   once per run (a ma
             None                                               stop
 reply pipe  (INIT, "model=load_model")                        a @per_worker factory starts
             (INIT_DONE,)                                      every factory finished
+            (IDLE_EXIT,)                                      it stops, idle too long
             (results, errors or None, elapsed)                 one per chunk
             (LOG, record) / (OUT, 1 or 2, text)                 see _forward
 ```
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-__all__ = ["INIT", "INIT_DONE", "TASK", "TASK_SHM", "WHOLE_CHUNK", "Setup"]
+__all__ = ["IDLE_EXIT", "INIT", "INIT_DONE", "TASK", "TASK_SHM", "WHOLE_CHUNK", "Setup"]
 
 TASK: Final = 0
 #: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
@@ -29,6 +30,8 @@ WHOLE_CHUNK: Final = -1
 #: Replies: a per-worker factory starts (with its name), and all have finished.
 INIT: Final = "init"
 INIT_DONE: Final = "init-done"
+#: Reply: the worker stops, idle too long; what it was sent after this did not run.
+IDLE_EXIT: Final = "idle-exit"
 
 
 class Setup(NamedTuple):

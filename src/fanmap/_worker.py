@@ -46,7 +46,7 @@ from ._forward import apply_levels, flush_output, forward_output
 from ._perworker import PerWorker, made_here, teardown_process
 from ._serialize import describe, dumps
 from ._traceback import capture
-from ._wire import INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
+from ._wire import IDLE_EXIT, INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
 
 __all__ = ["started_at", "worker_main"]
 
@@ -224,7 +224,12 @@ def _serve(
 
     while True:
         if not tasks.poll(1.0):
-            if os.getppid() != parent or time.monotonic() - idle_since > idle_timeout:
+            if os.getppid() != parent:
+                return
+            if time.monotonic() - idle_since > idle_timeout:
+                # Say so first: work the caller sent meanwhile is then run elsewhere,
+                # not counted as a crash of this worker.
+                send(pickle.dumps((IDLE_EXIT,)))
                 return
             continue
         try:
@@ -240,6 +245,7 @@ def _serve(
         if message is None:
             return
         if isinstance(message, Setup):
+            idle_since = time.monotonic()
             spec = None
             inbound.release()  # the last run's segments
             try:

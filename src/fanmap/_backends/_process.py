@@ -50,7 +50,7 @@ from .._serialize import (
     find_unpicklable_capture,
 )
 from .._traceback import capture, rebuild
-from .._wire import INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
+from .._wire import IDLE_EXIT, INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
 from .._worker import started_at, worker_main
 from . import Unsendable, wait_timeout
 
@@ -93,6 +93,7 @@ class _Worker:
         "capacity",
         "chunks",
         "index",
+        "idle_exited",
         "init_since",
         "initializing",
         "label",
@@ -140,6 +141,7 @@ class _Worker:
         self.retiring = False
         self.replied = False  # has it ever answered? (a worker that never did failed to start)
         self.initializing: str | None = None  # the @per_worker factory it runs, if any
+        self.idle_exited = False
         self.init_since = 0.0
 
     def send(self, payload: bytes) -> None:
@@ -491,6 +493,9 @@ class ProcessPool:
                 worker.init_since = time.monotonic()
             worker.initializing = message[1]
             return True
+        if message[0] == IDLE_EXIT:  # what it holds never ran: not a crash
+            worker.idle_exited = True
+            return True
         if message[0] == INIT_DONE:
             worker.initializing = None
             worker.started = time.monotonic()
@@ -521,7 +526,7 @@ class ProcessPool:
         if timeout is None:
             code = worker.kill()
             reason = f"{worker.label} {_death(code)}"
-            kind = "crash"
+            kind = "unstarted" if worker.idle_exited else "crash"
         else:
             code = worker.terminate()
             reason = f"ran longer than the timeout of {timeout:g}s; {worker.label} was stopped"

@@ -11,6 +11,7 @@ its result ignored) and a new thread takes its place.
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -31,13 +32,14 @@ _INIT_POLL = 0.05
 
 
 class _Thread:
-    __slots__ = ("chunks", "inbox", "initializing", "label", "started", "thread")
+    __slots__ = ("chunks", "current", "inbox", "initializing", "label", "started", "thread")
 
     def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
         self.inbox: queue.SimpleQueue[tuple[Calls, PerWorker | None, Chunk] | None] = queue.SimpleQueue()
-        self.chunks: list[Chunk] = []
+        self.chunks: collections.deque[Chunk] = collections.deque()
         self.started = 0.0
         self.initializing = False
+        self.current = True  # False once abandoned or replaced
         self.label = f"thread {index}" + (f".{generation}" if generation else "")
         self.thread = threading.Thread(
             target=self._serve, args=(outbox,), name=f"fanmap-{self.label}", daemon=True
@@ -72,12 +74,20 @@ class _Thread:
 
 
 class ThreadPool:
-    """Threads that run chunks; replaced when abandoned after a timeout."""
+    """Threads that run chunks; replaced when abandoned after a timeout.
+
+    Every step is O(1) whatever the number of threads (hundreds for I/O-bound work):
+    free threads wait in a queue of their own, so is a thread with one chunk (to queue a
+    second behind it), and a count says how many chunks are out.
+    """
 
     def __init__(self, options: Options) -> None:
         self.workers = options.workers
         self._outbox: queue.SimpleQueue[tuple[_Thread, Done]] = queue.SimpleQueue()
         self._threads = [_Thread(i, 0, self._outbox) for i in range(self.workers)]
+        self._free: collections.deque[_Thread] = collections.deque(self._threads)
+        self._one: collections.deque[_Thread] = collections.deque()  # a chunk each
+        self._out = 0  # chunks given to current threads and not back yet
         self._generation = 0
         self._calls: Calls | None = None
         self._per_worker: PerWorker | None = None
@@ -96,32 +106,44 @@ class ThreadPool:
         self._timeout = spec.timeout
 
     def room(self, depth: int) -> int:
-        return sum(max(0, depth - len(t.chunks)) for t in self._threads)
+        return self.workers * depth - self._out
 
     def limit(self) -> int | None:
         return None
 
+    def _pick(self) -> _Thread:
+        for waiting, chunks in ((self._free, 0), (self._one, 1)):
+            while waiting:
+                thread = waiting.popleft()
+                if thread.current and len(thread.chunks) == chunks:
+                    return thread
+        return min(self._threads, key=lambda t: len(t.chunks))  # more than two deep
+
     def submit(self, chunk: Chunk) -> int | None:
         assert self._calls is not None
-        thread = min(self._threads, key=lambda t: len(t.chunks))
+        thread = self._pick()
         if not thread.chunks:
             thread.started = time.monotonic()
+            self._one.append(thread)
         thread.chunks.append(chunk)
+        self._out += 1
         thread.inbox.put((self._calls, self._per_worker, chunk))
         return None
 
     def wait(self, timeout: float | None) -> list[Event]:
-        busy = [t for t in self._threads if t.chunks]
-        if not busy:
+        if self._out == 0:
             return []
-        limit = self._timeout
-        calling = [t.started for t in busy if not t.initializing]
-        timeout = wait_timeout(timeout, min(calling, default=None), limit)
-        starting = [t for t in busy if t.initializing]
-        if starting:  # look again soon: the call's clock starts when its factory is done
-            timeout = _INIT_POLL if timeout is None else min(timeout, _INIT_POLL)
-            init_limit = self._per_worker.timeout if self._per_worker is not None else None
-            timeout = wait_timeout(timeout, min(t.started for t in starting), init_limit)
+        init_limit = self._per_worker.timeout if self._per_worker is not None else None
+        watch = self._timeout is not None or self._per_worker is not None
+        busy = [t for t in self._threads if t.chunks] if watch else []
+        if watch:
+            limit = self._timeout
+            calling = [t.started for t in busy if not t.initializing]
+            timeout = wait_timeout(timeout, min(calling, default=None), limit)
+            starting = [t for t in busy if t.initializing]
+            if starting:  # look again soon: the call's clock starts when its factory is done
+                timeout = _INIT_POLL if timeout is None else min(timeout, _INIT_POLL)
+                timeout = wait_timeout(timeout, min(t.started for t in starting), init_limit)
         events: list[Event] = []
         try:
             item = self._outbox.get(timeout=timeout)
@@ -134,23 +156,38 @@ class ThreadPool:
             except queue.Empty:
                 item = None
         now = time.monotonic()
-        init_limit = self._per_worker.timeout if self._per_worker is not None else None
         for t in busy:
-            if t not in self._threads or not t.chunks:
+            if not t.current or not t.chunks:
                 continue
             if t.initializing:
                 if init_limit is not None and now - t.started >= init_limit:
                     self._abandon(t, init_limit, events, initializing=True)
-            elif limit is not None and now - t.started >= limit:
-                self._abandon(t, limit, events)
+            elif self._timeout is not None and now - t.started >= self._timeout:
+                self._abandon(t, self._timeout, events)
         return events
 
     def _accept(self, thread: _Thread, done: Done, events: list[Event]) -> None:
-        if thread not in self._threads:
+        if not thread.current:
             return  # abandoned after a timeout: its late result is ignored
-        thread.chunks.remove(done.chunk)
+        thread.chunks.popleft()  # a thread runs its chunks in order
+        self._out -= 1
         thread.started = time.monotonic()
+        if not thread.chunks:
+            self._free.append(thread)
+        elif len(thread.chunks) == 1:
+            self._one.append(thread)
         events.append(done)
+
+    def _replace(self, thread: _Thread) -> None:
+        """Let a thread go (it ends after what it holds) and start another in its place."""
+        thread.current = False
+        self._out -= len(thread.chunks)
+        thread.inbox.put(None)
+        self._generation += 1
+        index = self._threads.index(thread)
+        fresh = _Thread(index, self._generation, self._outbox)
+        self._threads[index] = fresh
+        self._free.append(fresh)
 
     def _abandon(
         self, thread: _Thread, limit: float, events: list[Event], initializing: bool = False
@@ -166,19 +203,14 @@ class ThreadPool:
                 events.append(Done(chunk, [None] * n, dict.fromkeys(range(n), error), 0.0, thread.label))
                 continue
             events.append(Lost(chunk, "timeout" if i == 0 else "unstarted", reason, None, thread.label))
-        thread.inbox.put(None)
-        self._generation += 1
-        index = self._threads.index(thread)
-        self._threads[index] = _Thread(index, self._generation, self._outbox)
+        self._replace(thread)
 
     def end(self, *, abort: bool) -> None:
         if abort:
             # Queued chunks cannot be taken back from a thread's inbox: start afresh.
-            for i, t in enumerate(self._threads):
+            for t in list(self._threads):
                 if t.chunks:
-                    t.inbox.put(None)
-                    self._generation += 1
-                    self._threads[i] = _Thread(i, self._generation, self._outbox)
+                    self._replace(t)
         self._calls = None
 
     def close(self) -> None:

@@ -1,0 +1,83 @@
+"""Many workers on I/O-bound calls: fanmap's thread and process backends beside the stdlib.
+
+    python -m benchmarks.io_scale [--repeats N]
+
+2,000 calls of ``time.sleep(0.01)``: threads at 64 and 256 beside ``ThreadPoolExecutor``
+with the same count, processes at 32 and 64 (fork) beside ``ProcessPoolExecutor``
+(``chunksize=1``). Pools are warm; the ideal is 2,000 x 10 ms / workers. Medians of
+interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import multiprocessing
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks._common import machine, median, table, timed, versions
+
+CALLS = 2000
+NAP = 0.01
+
+
+def nap(x: int) -> int:
+    time.sleep(NAP)
+    return x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    import fanmap
+    from fanmap import parallel
+
+    print(f"{CALLS} calls of sleep({NAP}); median of {args.repeats} interleaved runs; {machine()}")
+    print(versions("fanmap"))
+    rows = []
+    cases: list[tuple[Any, int]] = [("thread", 64), ("thread", 256), ("process", 32), ("process", 64)]
+    for backend, workers in cases:
+        fn = parallel(nap, backend=backend, workers=workers, start_method="fork")
+        fn.map(range(workers))  # warm
+        if backend == "thread":
+            peer: Any = cf.ThreadPoolExecutor(workers)
+            name = "ThreadPoolExecutor"
+        else:
+            peer = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            name = "ProcessPoolExecutor(chunksize=1)"
+        list(peer.map(nap, range(workers)))  # warm
+        runs: dict[str, Callable[[], object]] = {
+            "fanmap": lambda fn=fn: fn.map(range(CALLS)),  # type: ignore[misc]
+            name: lambda peer=peer: list(peer.map(nap, range(CALLS))),  # type: ignore[misc]
+        }
+        samples: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(args.repeats):
+            for key, run in runs.items():
+                samples[key].append(timed(run))
+        peer.shutdown()
+        fanmap.shutdown()
+        ideal = CALLS * NAP / workers
+        ours, theirs = median(samples["fanmap"]), median(samples[name])
+        rows.append(
+            [
+                backend,
+                workers,
+                f"{ideal:.3f} s",
+                f"{ours:.3f} s ({ideal / ours:.0%})",
+                f"{name}: {theirs:.3f} s ({ideal / theirs:.0%})",
+                f"{theirs / ours:.2f}x",
+            ]
+        )
+    print(
+        table(
+            ["backend", "workers", "ideal", "fanmap (of ideal)", "stdlib (of ideal)", "fanmap vs stdlib"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
