@@ -588,11 +588,15 @@ def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
     Args:
         fn: The function. Module-level functions pickle by reference; lambdas,
             closures and functions of ``__main__`` travel by value (cloudpickle).
-        **options: ``workers`` (pool size, default: usable CPUs), ``backend``
-            (``"process"``, ``"thread"``, ``"serial"``), ``ordered``, ``chunksize``
-            (``None`` = adaptive), ``timeout`` (seconds per call), ``on_error``
-            (``"raise"``, ``"return"``, ``"skip"``), ``retries``, ``retry_on``,
-            ``progress``, ``start_method``, ``max_tasks_per_worker``.
+        **options: ``workers`` (pool size, default: usable CPUs); ``backend``
+            (``"process"``, ``"thread"``, ``"serial"``, ``"dask"`` or a
+            `DaskBackend`); ``ordered``; ``chunksize`` (``None`` = adaptive);
+            ``timeout`` (seconds per call); ``on_error`` (``"raise"``, ``"return"``,
+            ``"skip"``); ``retries`` and ``retry_on``; ``progress`` (``True`` for a
+            tqdm bar, or a callable ``(done, total)``); ``start_method``
+            (``"fork"``, ``"spawn"``, ``"forkserver"``); ``max_tasks_per_worker``;
+            ``buffersize`` (the most items ``imap`` reads ahead); ``checkpoint`` (a
+            file that records results, so that a rerun resumes).
 
     Returns:
         A `ParallelFunction`, or a decorator that makes one.

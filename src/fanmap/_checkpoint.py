@@ -49,7 +49,8 @@ class CheckpointError(FanmapError):
 
 
 def _digest(items: Sequence[Any], keywords: bytes) -> bytes:
-    block = items if type(items) in (list, range) else list(items)  # a range slice stays small
+    # The same items hash the same however they came (a list, a range, a generator).
+    block = items if type(items) is list else list(items)
     try:
         blob = pickle.dumps(block, pickle.HIGHEST_PROTOCOL)
     except Exception:

@@ -18,10 +18,35 @@ def runnable(page: Path) -> str:
     return "\n\n".join(BLOCK.findall(page.read_text()))
 
 
+# `print(x)  # 309: a note` says that the print shows 309. The comment is checked when it
+# starts the way a printed value does (a number, a list, a string, True...).
+SHOWN = re.compile(r"^(\s*)print\((.*)\)\s*#\s*(.+)$")
+VALUE_START = re.compile(r"""^[-0-9\[({'"]|^(True|False|None)\b|^[A-Z][A-Za-z]*\(""")
+CHECKER = """
+def __shown__(*values, expected, line):
+    text = " ".join(map(str, values))
+    print(text)
+    if not expected.startswith(text):
+        raise AssertionError(f"line {line} of the example prints {text!r}, the page says {expected!r}")
+"""
+
+
+def checked(source: str) -> str:
+    """The examples with each `print(...)  # value` checked against what it prints."""
+    lines = []
+    for number, line in enumerate(source.splitlines(), 1):
+        shown = SHOWN.match(line)
+        if shown and VALUE_START.match(shown.group(3)):
+            indent, args, expected = shown.groups()
+            line = f"{indent}__shown__({args}, expected={expected!r}, line={number})"
+        lines.append(line)
+    return CHECKER + "\n".join(lines)
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if runnable(p)], ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
-    script.write_text(runnable(page))
+    script.write_text(checked(runnable(page)))
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
     )
@@ -58,3 +83,9 @@ def test_page_examples_pass_mypy_strict(tmp_path: Path) -> None:
     for file, source in names.items():
         report = report.replace(file, source)
     assert proc.returncode == 0, report
+
+
+def test_shown_outputs_are_checked() -> None:
+    source = checked('print(1 + 1)  # 3: wrong on purpose\nprint("x")  # says nothing checkable')
+    assert "__shown__(1 + 1, expected='3: wrong on purpose', line=1)" in source
+    assert 'print("x")' in source
