@@ -186,4 +186,6 @@ def test_a_killed_or_interrupted_map_resumes(tmp_path: Path, start_method: Any, 
     assert not {x for run, x in effects if run == "second"} & recorded  # recorded ones not again
     if stop == signal.SIGINT:  # Ctrl-C commits what was done before it propagates
         first_done = {x for run, x in effects if run == "first"}
-        assert len(first_done - recorded) <= 4  # at most the calls in flight when it stopped
+        # at most the calls in flight when it stopped (two chunks of about 10 ms per
+        # worker); without the commit on Ctrl-C, up to half a second of results is missing
+        assert len(first_done - recorded) <= 16
