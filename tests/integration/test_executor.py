@@ -27,9 +27,11 @@ from tests import funcs
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["process", "thread"])
+@pytest.fixture(params=["process-fork", "process-spawn", "process-forkserver", "thread"])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    with Executor(max_workers=2, backend=request.param) as ex:
+    backend, _, method = request.param.partition("-")
+    context = multiprocessing.get_context(method) if method else None
+    with Executor(max_workers=2, mp_context=context, backend=backend) as ex:
         yield ex
 
 
