@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
@@ -20,6 +18,11 @@ from ._config import Options, OptionsDict, resolve, validate
 from ._engine import execute
 from ._errors import SharedStateError
 from ._perworker import PerWorker, made_here
+from ._results import by_name as _by_name
+from ._results import check_iterable as _check_iterable
+from ._results import collected as _collected
+from ._results import stream as _stream
+from ._results import without_our_frames as _without_our_frames
 from ._shared import SharedState, check_parameters, layers
 from ._signature import Fn1 as _Fn1
 from ._signature import Fn2 as _Fn2
@@ -41,59 +44,6 @@ T1 = TypeVar("T1")
 T2 = TypeVar("T2")
 T3 = TypeVar("T3")
 T4 = TypeVar("T4")
-
-
-def _check_iterable(value: object, what: str) -> None:
-    if not isinstance(value, Iterable):
-        raise TypeError(
-            f"{what} must be iterable, not {type(value).__name__}; "
-            f"to make one call with this value, wrap it: [{value!r}]"
-        )
-
-
-def _by_name(module: str, qualname: str) -> Any:
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _without_our_frames(error: BaseException) -> BaseException:
-    """Drop fanmap's own frames from the front of a traceback: the user's remain.
-
-    A Ctrl-C lands wherever the caller waited (fanmap's frames, then the standard
-    library's): none of those frames says anything to the user, so all are dropped.
-    """
-    if isinstance(error, KeyboardInterrupt):
-        return error.with_traceback(None)
-    tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        tb = tb.tb_next
-    return error.with_traceback(tb)
-
-
-def _collected(blocks: Iterator[tuple[int, list[Any]]]) -> list[Any]:
-    out: list[Any] = []
-    for _, values in blocks:
-        out.extend(values)
-    return out
-
-
-def _stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
-    try:
-        for _, values in blocks:
-            yield from values
-    except (Exception, KeyboardInterrupt) as exc:
-        error = exc
-    else:
-        return
-    finally:
-        blocks.close()  # type: ignore[attr-defined]  # a generator: stop its workers now
-    # Raised outside the handler, so that its chain stays the one made in the worker.
-    raise _without_our_frames(error)
 
 
 _UNKNOWN: Any = object()
