@@ -58,7 +58,7 @@ def alive(pid: int) -> bool:
 # Semaphores this run makes are named after it, so that the leak checks count only
 # the suite's own: another program on the machine may make and remove its own
 # multiprocessing semaphores (``sem.mp-...``) meanwhile.
-SEM_PREFIX = f"/fanmap-test-{os.getpid()}"
+SEM_PREFIX = f"/fanmap-test-{os.environ.get('FANMAP_TEST_RUN', os.getpid())}"
 multiprocessing.current_process()._config["semprefix"] = SEM_PREFIX  # type: ignore[attr-defined]
 
 
@@ -68,7 +68,10 @@ def shm_segments() -> set[str]:
         names = os.listdir("/dev/shm")
     except FileNotFoundError:  # pragma: no cover - no /dev/shm on this OS
         return set()
-    return {n for n in names if n.startswith(("sem" + SEM_PREFIX.replace("/", "."), "fanmap_"))}
+    # fanmap's own segments are named fanmap_<pid of the caller>_...: this run's only
+    return {
+        n for n in names if n.startswith(("sem" + SEM_PREFIX.replace("/", "."), f"fanmap_{os.getpid()}_"))
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
