@@ -427,3 +427,22 @@ def return_lock_on(x: int) -> Any:
     import threading
 
     return threading.Lock() if x == 2 else x
+
+
+class UnreadableHere:
+    """Pickles in a worker, fails to unpickle in the caller (an `extra=` in a log record)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse, ())
+
+
+def log_unreadable_then_return(x: int) -> int:
+    logging.getLogger("tests.unreadable").warning("item %d", x, extra={"odd": UnreadableHere()})
+    return x * 10
+
+
+def counting_factory(path: str) -> int:
+    time.sleep(0.05)
+    with open(path, "a") as f:
+        f.write("made\n")
+    return 1

@@ -33,10 +33,11 @@ from typing import Any, Final
 from ._errors import FanmapError
 from ._mainmod import dumps
 
-__all__ = ["Checkpoint", "CheckpointError", "Store"]
+__all__ = ["COMMIT_EVERY", "Checkpoint", "CheckpointError", "Store"]
 
 _FORMAT: Final = "fanmap-checkpoint-1"
 _COMMIT_EVERY: Final = 0.5  # seconds
+COMMIT_EVERY: Final = _COMMIT_EVERY
 
 
 class CheckpointError(FanmapError):
@@ -59,10 +60,13 @@ def _digest(items: Sequence[Any], keywords: bytes) -> bytes:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=2.0)
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=2.0)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode (a reader never sees half a write), set only on a checkpoint's own file."""
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA journal_mode=WAL")
-    return conn
 
 
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
@@ -108,9 +112,17 @@ class Store:
                         f"{self.path} records the results of {meta.get('function')}, not of {function}; "
                         f"give this map a checkpoint file of its own"
                     )
+                _use_wal(self._conn)
             else:
+                _use_wal(self._conn)
                 self._create()
             rows = self._conn.execute("SELECT start, count, digest FROM blocks ORDER BY start").fetchall()
+        except sqlite3.OperationalError as exc:  # another map makes or writes it right now
+            self._conn.close()
+            raise CheckpointError(
+                f"{self.path} is being written by another map ({exc}); a checkpoint file "
+                f"belongs to one map at a time"
+            ) from None
         except BaseException:
             self._conn.close()
             raise
@@ -159,7 +171,10 @@ class Store:
     def stored(self, position: int, items: Sequence[Any]) -> list[Any] | None:
         """The recorded results of the block at ``position`` if ``items`` are its items."""
         count, digest = self._blocks[position]
-        if len(items) != count or _digest(items, self._keywords) != digest:
+        try:
+            if len(items) != count or _digest(items, self._keywords) != digest:
+                return None
+        except Exception:  # arguments that cannot be pickled: computed again
             return None
         row = self._conn.execute("SELECT results FROM blocks WHERE start = ?", (position,)).fetchone()
         if row is None:
@@ -171,17 +186,39 @@ class Store:
     # -- writing ---------------------------------------------------------------------
 
     def record(self, start: int, items: Sequence[Any], values: list[Any]) -> None:
-        """Record a run of successful results (raises if they cannot be pickled)."""
-        blob = dumps(values)
-        digest = _digest(items, self._keywords)
+        """Record a run of successful results.
+
+        Raises:
+            Exception: The results cannot be pickled (the caller names the item).
+        """
+        try:  # by reference first: a rerun rebuilds the results with its own classes
+            blob = pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            blob = dumps(values)
+        try:
+            digest = _digest(items, self._keywords)
+        except Exception:
+            return  # arguments that cannot be pickled cannot be recognised: not recorded
         end = start + len(values)
-        self._conn.execute("DELETE FROM blocks WHERE start >= ? AND start < ?", (start, end))
+        self._conn.execute(  # what this block replaces, wherever the old blocks began
+            "DELETE FROM blocks WHERE start < ? AND start + count > ?", (end, start)
+        )
         self._conn.execute(
             "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)",
             (start, len(values), digest, blob, time.time()),
         )
         self._dirty = True
         if time.monotonic() - self._last_commit >= _COMMIT_EVERY:
+            self.commit()
+
+    @property
+    def dirty(self) -> bool:
+        """Whether results are recorded and not committed yet."""
+        return self._dirty
+
+    def commit_due(self) -> None:
+        """Commit if the last commit is at least the commit interval old."""
+        if self._dirty and time.monotonic() - self._last_commit >= _COMMIT_EVERY:
             self.commit()
 
     def commit(self) -> None:

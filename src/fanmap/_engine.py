@@ -27,7 +27,7 @@ from . import _context, _pools
 from ._args import CallMode, arguments_of
 from ._backends import Pool, Unsendable, get_backend
 from ._calls import Calls
-from ._checkpoint import Store
+from ._checkpoint import COMMIT_EVERY, Store
 from ._chunk import Chunk, Done, Lost, RunSpec
 from ._config import Options
 from ._errors import (
@@ -444,6 +444,8 @@ def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
                     break
                 continue  # a live source had nothing yet: ask it again, blocking
             wait = 0.0 if ready else _LIVE_POLL if live and not exhausted else None
+            if run.store is not None and run.store.dirty:  # results must reach the file
+                wait = COMMIT_EVERY if wait is None else min(wait, COMMIT_EVERY)
             for event in pool.wait(wait):
                 run.back(event.chunk)
                 if isinstance(event, Done):
@@ -452,6 +454,8 @@ def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
                 else:
                     ready.extend(run.lost(event))
                 del event  # a finished call's arguments are not kept while waiting
+            if run.store is not None:
+                run.store.commit_due()
             for start, values in ready:
                 if reporter is not None:
                     reporter.advance(len(values))

@@ -15,10 +15,10 @@ documented: a worker that dies fails only its own future, and the executor goes 
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import functools
 import itertools
+import os
 import threading
 import time
 import weakref
@@ -57,6 +57,16 @@ class _Tag:
 
     def __repr__(self) -> str:
         return f"<executor {self.number}>"
+
+
+class _Shared:
+    """What an executor and its `options` views share: shutdown, pending calls, runs."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.shutdown = False
+        self.pending: set[Future[Any]] = set()
+        self.functions: list[ParallelFunction[..., Any]] = []
 
 
 class Executor(concurrent.futures.Executor):
@@ -128,11 +138,11 @@ class Executor(concurrent.futures.Executor):
             init = functools.partial(initializer, *initargs)
             self._per_worker = PerWorker({"initializer": init}, None, inject=False)
         self._tag = _Tag()
-        self._lock = threading.Lock()
-        self._shutdown = False
-        self._pending: set[Future[Any]] = set()
+        self._shared = _Shared()
+        self._pid = os.getpid()
         self._options = checked
         self._function = self._make(checked)
+        self._shared.functions.append(self._function)
         _live.add(self)
 
     def _make(self, options: dict[str, Any]) -> ParallelFunction[..., Any]:
@@ -154,6 +164,8 @@ class Executor(concurrent.futures.Executor):
         if "on_error" in view._options:
             raise TypeError("on_error does not apply to an Executor: each future holds its own exception")
         view._function = view._make(view._options)
+        with self._shared.lock:
+            self._shared.functions.append(view._function)
         return view
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
@@ -162,12 +174,13 @@ class Executor(concurrent.futures.Executor):
         Raises:
             RuntimeError: The executor was shut down.
         """
-        with self._lock:
-            if self._shutdown:
+        shared = self._shared
+        with shared.lock:
+            if shared.shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             future: Future[T] = self._function.submit(fn, *args, **kwargs)
-            self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
+            shared.pending.add(future)
+        future.add_done_callback(shared.pending.discard)
         return future
 
     def map(
@@ -211,9 +224,9 @@ class Executor(concurrent.futures.Executor):
         With ``wait=True`` return once every pending call has finished and the workers
         have stopped; with ``wait=False`` return at once: the pending calls still finish.
         """
-        with self._lock:
-            self._shutdown = True
-            pending = list(self._pending)
+        with self._shared.lock:
+            self._shared.shutdown = True
+            pending = list(self._shared.pending)
         if cancel_futures:
             for future in pending:
                 future.cancel()
@@ -224,7 +237,8 @@ class Executor(concurrent.futures.Executor):
 
     def _finish(self, pending: list[Future[Any]]) -> None:
         concurrent.futures.wait(pending)
-        self._function._stop_submitter()
+        for function in list(self._shared.functions):  # this executor's and its views'
+            function._stop_submitter()
         _pools.close_tagged(self._tag)
 
 
@@ -260,12 +274,18 @@ def _results(
             future.cancel()
 
 
-@atexit.register
 def _finish_pending_work() -> None:
     # As the standard library's executors do: work submitted before the interpreter
-    # exits is finished first. Registered after _pools' handler, so it runs before it.
+    # exits is finished first, when the main thread ends (before exit handlers run, and
+    # while new processes may still be started: Python 3.12 forbids it later).
     for executor in list(_live):
-        with executor._lock:
-            pending = list(executor._pending)
+        if executor._pid != os.getpid():
+            continue  # a forked worker inherited it: not this process's work
+        with executor._shared.lock:
+            pending = list(executor._shared.pending)
         if pending:
             concurrent.futures.wait(pending)
+
+
+threading._register_atexit(_finish_pending_work)  # type: ignore[attr-defined]
+os.register_at_fork(after_in_child=_live.clear)  # a forked worker has no executors of its own

@@ -27,11 +27,9 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from ._serialize import pickling_error
-
 __all__ = ["LOG", "OUT", "deliver", "flush_output", "forward_output"]
 
-#: A reply that is a log record, not a chunk's outcome: (LOG, record attributes).
+#: A reply that is a log record, not a chunk's outcome: (LOG, pickled record attributes).
 LOG: Final = "log"
 #: A reply that is text a worker wrote: (OUT, 1 or 2, text).
 OUT: Final = "out"
@@ -61,10 +59,13 @@ class _ForwardLogging(logging.Handler):
                 data["exc_text"] = self.formatException(record.exc_info)
                 data["exc_info"] = None
             try:
-                blob = pickle.dumps((LOG, data), _PROTOCOL)
+                inner = pickle.dumps(data, _PROTOCOL)
             except Exception:  # an unpicklable `extra=` value: send its repr
-                data = {k: v if pickling_error(v) is None else repr(v) for k, v in data.items()}
-                blob = pickle.dumps((LOG, data), _PROTOCOL)
+                data = {k: v if _plain(v) else repr(v) for k, v in data.items()}
+                inner = pickle.dumps(data, _PROTOCOL)
+            # The record travels as bytes inside its message, so that one the caller
+            # cannot rebuild never passes for a chunk's reply.
+            blob = pickle.dumps((LOG, inner), _PROTOCOL)
             flush_output()  # what was printed before the record comes before it
             with self._lock:
                 self._replies.send_bytes(blob)
@@ -73,6 +74,14 @@ class _ForwardLogging(logging.Handler):
 
     def formatException(self, exc_info: Any) -> str:
         return logging.Formatter().formatException(exc_info)
+
+
+def _plain(value: object) -> bool:
+    try:
+        pickle.dumps(value, _PROTOCOL)
+    except Exception:
+        return False
+    return True
 
 
 class _ForwardStream(io.TextIOBase):
@@ -173,7 +182,16 @@ def deliver(message: tuple[Any, ...]) -> bool:
     """Hand a worker's log record or text to the caller's own; False if it is neither."""
     kind = message[0]
     if kind == LOG:
-        record = logging.makeLogRecord(message[1])
+        try:
+            attributes = pickle.loads(message[1])
+        except Exception as exc:  # an `extra=` value that cannot be rebuilt here
+            attributes = {
+                "name": "fanmap",
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "msg": f"fanmap: a worker's log record could not be read here ({exc!r})",
+            }
+        record = logging.makeLogRecord(attributes)
         logging.getLogger(record.name if record.name != "root" else None).handle(record)
         return True
     if kind == OUT:

@@ -48,7 +48,7 @@ from collections import ChainMap
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Final
 
-__all__ = ["PROTOCOL", "dumps", "dumps_by_value", "without_main"]
+__all__ = ["PROTOCOL", "dumps", "dumps_by_value", "forget_sent_values", "without_main"]
 
 PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
 _MARK: Final = b"__main__"
@@ -61,14 +61,21 @@ _tokens: dict[str, tuple[object, int]] = {}
 _counter = itertools.count(1)
 
 
-def _token(name: str, value: object) -> int:
+def _token(name: str, value: object) -> tuple[int, int]:
+    """The token of the value bound to ``name`` here; (pid, n): two callers never share one."""
     with _tokens_lock:
         known = _tokens.get(name)
         if known is not None and known[0] is value:
-            return known[1]
+            return os.getpid(), known[1]
         token = next(_counter)
         _tokens[name] = (value, token)
-        return token
+        return os.getpid(), token
+
+
+def forget_sent_values() -> None:
+    """Let go of the values kept to tell a rebinding (fanmap.shutdown: workers start afresh)."""
+    with _tokens_lock:
+        _tokens.clear()
 
 
 def _main_dict() -> dict[str, Any] | None:
@@ -179,7 +186,7 @@ def dumps(obj: object, protocol: int = PROTOCOL, buffer_callback: Any = None) ->
 #: The globals of ``__main__`` functions, in a process that is not their caller.
 _NAMESPACE: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
 #: name -> token of the value last set from the caller.
-_seen: dict[str, int] = {}
+_seen: dict[str, tuple[int, int]] = {}
 _seen_lock = threading.Lock()
 
 

@@ -105,6 +105,7 @@ class Made:
         self.values: dict[str, dict[str, Any]] = {}
         self.generators: list[tuple[str, Generator[Any, None, None]]] = []
         self.seconds = 0.0
+        self._lock = threading.RLock()
 
     def values_for(self, spec: PerWorker, step: Callable[[str], None] | None = None) -> dict[str, Any]:
         """The values of ``spec`` here, made now if this is the worker's first call.
@@ -120,8 +121,16 @@ class Made:
         known = self.values.get(spec.key)
         if known is not None:
             return known
+        with self._lock:  # several threads of one process may ask at once: made once
+            known = self.values.get(spec.key)
+            if known is None:
+                known = self._make(spec, step)
+            return known
+
+    def _make(self, spec: PerWorker, step: Callable[[str], None] | None) -> dict[str, Any]:
         began = time.perf_counter()
         made: dict[str, Any] = {}
+        opened: list[tuple[str, Generator[Any, None, None]]] = []
         for name, factory in spec.factories.items():
             if step is not None:
                 step(spec.describe(name))
@@ -129,16 +138,18 @@ class Made:
                 if _is_generator_function(factory):
                     generator = factory()
                     value = next(generator)
-                    self.generators.append((spec.describe(name), generator))
+                    opened.append((spec.describe(name), generator))
                 else:
                     value = factory()
             except StopIteration as exc:
+                _close_all(opened)
                 error = WorkerInitError(
                     f"the per-worker factory {spec.describe(name)} is a generator that ended without "
                     f"yielding its value; yield the value once, then tear down after the yield"
                 )
                 raise error from exc
             except Exception as exc:
+                _close_all(opened)  # what this attempt set up is torn down again
                 error = WorkerInitError(
                     f"the per-worker factory {spec.describe(name)} raised {type(exc).__name__}: {exc}; "
                     f"no call can run in that worker without it, so the calls waiting for it failed "
@@ -147,6 +158,7 @@ class Made:
                 error.__cause__ = exc
                 raise error from exc
             made[name] = value
+        self.generators.extend(opened)
         self.seconds += time.perf_counter() - began
         self.values[spec.key] = made
         return made
@@ -155,16 +167,21 @@ class Made:
         """Resume every generator factory after its ``yield``, the last made first."""
         generators, self.generators = self.generators, []
         self.values.clear()
-        for label, generator in reversed(generators):
-            try:
-                next(generator)
-            except StopIteration:
-                continue
-            except Exception:
-                _log.exception("fanmap: the teardown of the per-worker factory %s raised", label)
-                continue
-            generator.close()
-            _log.warning("fanmap: the per-worker factory %s yielded more than once; it was closed", label)
+        _close_all(generators)
+
+
+def _close_all(generators: list[tuple[str, Generator[Any, None, None]]]) -> None:
+    """Resume each generator after its ``yield`` (its teardown), the last made first."""
+    for label, generator in reversed(generators):
+        try:
+            next(generator)
+        except StopIteration:
+            continue
+        except Exception:
+            _log.exception("fanmap: the teardown of the per-worker factory %s raised", label)
+            continue
+        generator.close()
+        _log.warning("fanmap: the per-worker factory %s yielded more than once; it was closed", label)
 
 
 #: The values made in this process: a process worker's, a Dask worker's, the caller's.

@@ -111,6 +111,9 @@ def shutdown() -> None:
         _close(pool)
     for hook in list(_on_shutdown):
         hook()
+    from ._mainmod import forget_sent_values
+
+    forget_sent_values()
 
 
 def close_tagged(tag: object) -> None:

@@ -73,6 +73,8 @@ class Submitter:
                 {"ordered": False, "on_error": "return", "progress": False, "checkpoint": None}
             )
         except Exception as exc:
+            with self._lock:
+                self._open = False  # the next submit starts a new submitter
             self._fail_all(exc)
             return
         while True:

@@ -32,7 +32,7 @@ _INIT_POLL = 0.05
 
 
 class _Thread:
-    __slots__ = ("chunks", "current", "inbox", "initializing", "label", "started", "thread")
+    __slots__ = ("chunks", "current", "in_one", "inbox", "initializing", "label", "started", "thread")
 
     def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
         self.inbox: queue.SimpleQueue[tuple[Calls, PerWorker | None, Chunk] | None] = queue.SimpleQueue()
@@ -40,6 +40,7 @@ class _Thread:
         self.started = 0.0
         self.initializing = False
         self.current = True  # False once abandoned or replaced
+        self.in_one = False  # whether it waits in the pool's queue of one-chunk threads
         self.label = f"thread {index}" + (f".{generation}" if generation else "")
         self.thread = threading.Thread(
             target=self._serve, args=(outbox,), name=f"fanmap-{self.label}", daemon=True
@@ -58,19 +59,25 @@ class _Thread:
             if job is None:
                 return
             calls, per_worker, chunk = job
+            failed: WorkerInitError | None = None
             if per_worker is not None and per_worker.key not in made_here("thread").values:
                 self.initializing = True  # a factory's time is not a call's
                 try:
                     made_here("thread").values_for(per_worker)
-                except WorkerInitError:
-                    pass  # call_with_values reports it for the chunk
+                except WorkerInitError as exc:
+                    failed = exc
                 finally:
                     self.started = time.monotonic()
                     self.initializing = False
             begun = time.perf_counter()
-            results, errors = call_with_values(calls, per_worker, chunk.items, "thread")
+            errors: dict[int, BaseException] | None
+            if failed is not None:  # every item fails with it; the factory is not run twice
+                n = len(chunk.items)
+                results, errors = [None] * n, dict.fromkeys(range(n), failed)
+            else:
+                results, errors = call_with_values(calls, per_worker, chunk.items, "thread")
             outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
-            del job, calls, chunk, results, errors  # hold nothing of a finished call while idle
+            del job, calls, chunk, results, errors, failed  # hold nothing of a finished call
 
 
 class ThreadPool:
@@ -112,19 +119,28 @@ class ThreadPool:
         return None
 
     def _pick(self) -> _Thread:
-        for waiting, chunks in ((self._free, 0), (self._one, 1)):
-            while waiting:
-                thread = waiting.popleft()
-                if thread.current and len(thread.chunks) == chunks:
-                    return thread
+        while self._free:
+            thread = self._free.popleft()
+            if thread.current and not thread.chunks:
+                return thread
+        while self._one:
+            thread = self._one.popleft()
+            thread.in_one = False
+            if thread.current and len(thread.chunks) == 1:
+                return thread
         return min(self._threads, key=lambda t: len(t.chunks))  # more than two deep
+
+    def _queue_one(self, thread: _Thread) -> None:
+        if not thread.in_one:  # at most one entry a thread: the queue stays small
+            thread.in_one = True
+            self._one.append(thread)
 
     def submit(self, chunk: Chunk) -> int | None:
         assert self._calls is not None
         thread = self._pick()
         if not thread.chunks:
             thread.started = time.monotonic()
-            self._one.append(thread)
+            self._queue_one(thread)
         thread.chunks.append(chunk)
         self._out += 1
         thread.inbox.put((self._calls, self._per_worker, chunk))
@@ -175,7 +191,7 @@ class ThreadPool:
         if not thread.chunks:
             self._free.append(thread)
         elif len(thread.chunks) == 1:
-            self._one.append(thread)
+            self._queue_one(thread)
         events.append(done)
 
     def _replace(self, thread: _Thread) -> None:
