@@ -3,6 +3,7 @@ Counted through side-effect files and real kills, never through timing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -100,7 +101,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_and_left_alone(tmp_path: Pat
         parallel(funcs.square, backend="serial", checkpoint=junk).map([1])
     assert junk.read_bytes() == before
     other_db = tmp_path / "other.sqlite"
-    with sqlite3.connect(other_db) as conn:
+    with contextlib.closing(sqlite3.connect(other_db)) as conn, conn:
         conn.execute("CREATE TABLE people (name TEXT)")
     with pytest.raises(CheckpointError, match="is not a fanmap checkpoint"):
         parallel(funcs.square, backend="serial", checkpoint=other_db).map([1])
@@ -156,7 +157,7 @@ def _effects(tmp_path: Path) -> list[tuple[str, int]]:
 
 
 def _recorded(path: Path) -> set[int]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         rows = conn.execute("SELECT start, count FROM blocks").fetchall()
     return {i for start, count in rows for i in range(start, start + count)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
@@ -33,11 +34,11 @@ def test_submit_works_again_after_its_options_failed(monkeypatch: pytest.MonkeyP
 
 def test_a_foreign_database_is_not_touched(tmp_path: Path) -> None:
     db = tmp_path / "app.sqlite"
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("CREATE TABLE people (name TEXT)")
     with pytest.raises(CheckpointError):
         parallel(funcs.square, backend="serial", checkpoint=db).map([1])
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL
 
 
