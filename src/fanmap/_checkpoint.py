@@ -223,7 +223,6 @@ class Store:
 
     def commit(self) -> None:
         if self._dirty:
-            self._conn.execute("UPDATE meta SET value = value WHERE key = 'format'")
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('updated', ?)",
                 (datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),),

@@ -154,12 +154,6 @@ def test_large_items_are_read_ahead_by_bytes_not_thousands() -> None:
     assert grown_mb < 300, grown_mb
 
 
-def test_an_unpicklable_argument_is_named(start_method: Any) -> None:
-    gen = (i for i in range(3))
-    with pytest.raises(SerializationError, match=r"cannot pickle argument b of item 1 \(a generator object"):
-        parallel(funcs.add, workers=1, start_method=start_method).map([1, 2], [3, gen])  # type: ignore[list-item]
-
-
 def test_an_unpicklable_captured_variable_is_named() -> None:
     import threading
 

@@ -98,7 +98,6 @@ class _Worker:
         "initializing",
         "label",
         "process",
-        "replied",
         "replies",
         "retiring",
         "sentinel",
@@ -139,7 +138,6 @@ class _Worker:
         self.started = 0.0
         self.calls = 0
         self.retiring = False
-        self.replied = False  # has it ever answered? (a worker that never did failed to start)
         self.initializing: str | None = None  # the @per_worker factory it runs, if any
         self.idle_exited = False
         self.init_since = 0.0
@@ -501,7 +499,6 @@ class ProcessPool:
             worker.started = time.monotonic()
             return True
         results, captured, elapsed = message
-        worker.replied = True
         chunk = worker.chunks.popleft()
         worker.started = time.monotonic()
         errors = None
