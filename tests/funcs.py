@@ -97,6 +97,14 @@ def exit_on(x: int, bad: int = 2, code: int = 0) -> int:
     return x
 
 
+def exit_late_on(x: int, bad: int = 2, code: int = 0) -> int:
+    """Exit on ``bad`` a second late, once the worker has told its peers about earlier results."""
+    if x == bad:
+        time.sleep(1.0)
+        os._exit(code)
+    return x
+
+
 def kill_self_on(x: int, bad: int = 2) -> int:
     if x == bad:
         os.kill(os.getpid(), signal.SIGKILL)
