@@ -41,10 +41,12 @@ def main() -> None:
     cpu_items = [iterations] * args.calls
 
     def fanmap_dask(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-        return parallel(fn, backend=DaskBackend(client)).map(items)
+        out: list[Any] = parallel(fn, backend=DaskBackend(client)).map(items)
+        return out
 
     def fanmap_process(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-        return parallel(fn, workers=2).map(items)
+        out: list[Any] = parallel(fn, workers=2).map(items)
+        return out
 
     def joblib_dask(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         with parallel_config(backend="dask"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typing as _typing
 
+from ._api import AsyncParallelFunction as AsyncParallelFunction
 from ._api import ParallelFunction as ParallelFunction
 from ._api import parallel as parallel
 from ._api import pmap as pmap
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Args",
     "Array",
+    "AsyncParallelFunction",
     "BackendUnavailableError",
     "Checkpoint",
     "CheckpointError",

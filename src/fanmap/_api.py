@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, Self, TypeVar, Unpack, overload
 
+from ._aio import is_async_function
+from ._amap import AsyncMethods, refuse_running_loop
 from ._args import Args, CallMode
 from ._config import Options, OptionsDict, resolve, validate
 from ._engine import execute
@@ -28,7 +30,7 @@ from ._signature import Fn1 as _Fn1
 from ._signature import Fn2 as _Fn2
 from ._signature import Fn3 as _Fn3
 from ._signature import Fn4 as _Fn4
-from ._signature import check_call, label_of, refuse_async
+from ._signature import check_call, label_of, refuse_async_generator
 from ._signature import signature_of as _signature_of
 from ._sources import Source
 from ._submit import Submitter
@@ -36,7 +38,7 @@ from ._submit import Submitter
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-__all__ = ["ParallelFunction", "parallel", "pmap"]
+__all__ = ["AsyncParallelFunction", "ParallelFunction", "parallel", "pmap"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,8 +51,7 @@ T4 = TypeVar("T4")
 _UNKNOWN: Any = object()
 
 
-@final
-class ParallelFunction(Generic[P, R]):
+class ParallelFunction(AsyncMethods, Generic[P, R]):
     """A function that still runs as itself when called, and also maps in parallel.
 
     Made by `parallel`. Calling it runs the plain function in the caller; ``map`` and
@@ -72,6 +73,17 @@ class ParallelFunction(Generic[P, R]):
     __module__: str
     __wrapped__: Callable[P, R]
 
+    if TYPE_CHECKING:
+        # What one call gives (for an async def function: what its coroutine returns),
+        # as `map` and friends see it.
+        def _fanmap_result(self, /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    def __new__(cls, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # An async def function gets the class whose plain call returns its coroutine.
+        if cls is ParallelFunction and is_async_function(fn):
+            cls = AsyncParallelFunction
+        return super().__new__(cls)
+
     def __init__(
         self,
         fn: Callable[P, R],
@@ -82,7 +94,7 @@ class ParallelFunction(Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
-        refuse_async(fn)
+        refuse_async_generator(fn)
         if isinstance(fn, ParallelFunction):
             root = fn._root
             options = {**fn._options, **options}
@@ -98,6 +110,9 @@ class ParallelFunction(Generic[P, R]):
         self._pool_tag: Any = None
         self._state: SharedState | None = state
         self._fanmap_fn: Callable[P, R] = fn
+        self._is_async = is_async_function(fn)
+        if not self._is_async:
+            _refuse_async_parts(fn, options, per_worker)
         self._options: dict[str, Any] = options  # validated by whoever made them
         self._root: Any = self if root is None else root
         self._submit_lock = threading.Lock()
@@ -153,19 +168,19 @@ class ParallelFunction(Generic[P, R]):
         options = self._resolve()
         return 1 if options.backend == "serial" else options.workers
 
-    def _with_state(self, state: SharedState) -> ParallelFunction[P, R]:
+    def _with_state(self, state: SharedState) -> Self:
         check_parameters(self._fanmap_fn, list(state.objects()))
         self._refuse_given_twice(list(state.objects()))
         if self._state is not None:
             state = self._state.merged(state)
-        return ParallelFunction(self._fanmap_fn, self._options, None, state, self._per_worker)
+        return type(self)(self._fanmap_fn, self._options, None, state, self._per_worker)
 
-    def _with_per_worker(self, per_worker: PerWorker) -> ParallelFunction[P, R]:
+    def _with_per_worker(self, per_worker: PerWorker) -> Self:
         check_parameters(self._fanmap_fn, per_worker.names(), what="per-worker value")
         self._refuse_given_twice(per_worker.names())
         if self._per_worker is not None:
             per_worker = self._per_worker.merged(per_worker)
-        return ParallelFunction(self._fanmap_fn, self._options, None, self._state, per_worker)
+        return type(self)(self._fanmap_fn, self._options, None, self._state, per_worker)
 
     def _injected(self) -> list[str]:
         """The keywords fanmap gives every call itself: shared objects, per-worker values."""
@@ -214,13 +229,27 @@ class ParallelFunction(Generic[P, R]):
         )
 
     def _run(
-        self, mode: CallMode, source: Source, kwargs: dict[str, Any], options: Options, window: int | None
+        self,
+        mode: CallMode,
+        source: Source,
+        kwargs: dict[str, Any],
+        options: Options,
+        window: int | None,
+        stop: threading.Event | None = None,
     ) -> Iterator[tuple[int, list[Any]]]:
         return execute(
-            self._fanmap_fn, self._root, mode, source, kwargs, options, window=window, label=self.__name__
+            self._fanmap_fn,
+            self._root,
+            mode,
+            source,
+            kwargs,
+            options,
+            window=window,
+            label=self.__name__,
+            stop=stop,
         )
 
-    def options(self, **options: Unpack[OptionsDict]) -> ParallelFunction[P, R]:
+    def options(self, **options: Unpack[OptionsDict]) -> Self:
         """Return a copy with some options changed; the original keeps its own.
 
         Args:
@@ -237,7 +266,7 @@ class ParallelFunction(Generic[P, R]):
             [2, 4]
         """
         changed = {**self._options, **validate(options)}
-        return ParallelFunction(self._fanmap_fn, changed, self._root, self._state, self._per_worker)
+        return type(self)(self._fanmap_fn, changed, self._root, self._state, self._per_worker)
 
     def _check_call(self, positional: int | None, kwargs: dict[str, Any], what: str) -> None:
         """Refuse, before any work, keywords and counts the function's signature rules out."""
@@ -324,7 +353,7 @@ class ParallelFunction(Generic[P, R]):
             [32, 9]
         """
         mode, items = self._plan(iterables, kwargs, "map")
-        return self._collect(mode, items, kwargs)
+        return self._collect(mode, items, kwargs, "map")
 
     @overload
     def starmap(self: _Fn1[T1, R], iterable: Iterable[tuple[T1] | Args], /, **kwargs: Any) -> list[R]: ...
@@ -362,9 +391,11 @@ class ParallelFunction(Generic[P, R]):
         """
         _check_iterable(iterable, "the argument of starmap()")
         self._check_call(None, kwargs, "starmap")
-        return self._collect(CallMode.ARGS, iterable, kwargs)
+        return self._collect(CallMode.ARGS, iterable, kwargs, "starmap")
 
-    def _collect(self, mode: CallMode, items: Iterable[Any], kwargs: dict[str, Any]) -> list[R]:
+    def _collect(self, mode: CallMode, items: Iterable[Any], kwargs: dict[str, Any], what: str) -> list[R]:
+        if self._is_async:
+            refuse_running_loop(self.__name__, what)
         options = self._resolve()
         source = Source(items)
         if source.total is None:
@@ -381,6 +412,8 @@ class ParallelFunction(Generic[P, R]):
         self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str
     ) -> Iterator[R]:
         mode, items = self._plan(iterables, kwargs, what)
+        if self._is_async:
+            refuse_running_loop(self.__name__, what)
         options = self._resolve({"ordered": ordered})
         window = max(16, 4 * options.workers)
         return _stream(self._run(mode, Source(items), kwargs, options, window))
@@ -515,6 +548,29 @@ class ParallelFunction(Generic[P, R]):
                 self._submitter.put(future, call)
         return future
 
+    async def asubmit(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``submit`` for async code: await the result of one call.
+
+        Cancelling the awaiting task drops the call if it has not started yet.
+
+        Returns:
+            The call's result.
+
+        Raises:
+            Exception: What the call raised, with the worker's traceback.
+
+        Examples:
+            >>> import asyncio
+            >>> from fanmap import parallel
+            >>> square = parallel(lambda x: x * x, backend="thread", workers=2)
+            >>> asyncio.run(square.asubmit(7))
+            49
+        """
+        import asyncio
+
+        result: R = await asyncio.wrap_future(self.submit(*args, **kwargs))
+        return result
+
     def _stop_submitter(self) -> None:
         """End the run behind ``submit`` once the calls queued so far are done."""
         with self._submit_lock:
@@ -523,12 +579,85 @@ class ParallelFunction(Generic[P, R]):
             submitter.stop()
 
 
+class AsyncParallelFunction(ParallelFunction[P, R]):
+    """A parallel ``async def`` function: `parallel` makes one of these for it.
+
+    Everything of `ParallelFunction` holds; its calls run as coroutines in each worker's
+    event loop, up to ``concurrency`` at once per worker. Calling it returns the
+    coroutine, as the undecorated function does.
+
+    Examples:
+        >>> import asyncio
+        >>> from fanmap import parallel
+        >>> @parallel(backend="thread", workers=2, concurrency=8)
+        ... async def double(x: int) -> int:
+        ...     await asyncio.sleep(0.01)
+        ...     return 2 * x
+        >>> double.map(range(5))
+        [0, 2, 4, 6, 8]
+        >>> asyncio.run(double(21))
+        42
+    """
+
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:  # type: ignore[override]
+        """Make the coroutine of one call, as the undecorated function does.
+
+        Shared objects and per-worker values (made once in the caller) are given to it.
+        """
+        fn: Callable[..., Any] = self._fanmap_fn
+        if self._state is None and self._per_worker is None:
+            made: Coroutine[Any, Any, R] = fn(*args, **kwargs)
+            return made
+        return self._with_values(fn, args, kwargs)
+
+    async def _with_values(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> R:
+        given: dict[str, Any] = self._state.objects() if self._state is not None else {}
+        if self._per_worker is not None:
+            given.update(await made_here("process").avalues_for(self._per_worker))
+        result: R = await fn(*args, **{**given, **kwargs})
+        return result
+
+
+def _refuse_async_parts(
+    fn: Callable[..., Any], options: dict[str, Any], per_worker: PerWorker | None
+) -> None:
+    """Refuse what only an async def function can use, given to a plain one."""
+    name = label_of(fn)
+    if "concurrency" in options:
+        raise TypeError(
+            f"concurrency={options['concurrency']!r} was given to {name}, a plain function; "
+            f"concurrency sets how many calls of an async def function run at once in each "
+            f"worker (a plain function's worker runs one call at a time): use workers=N"
+        )
+    if per_worker is not None and per_worker.is_async:
+        raise TypeError(
+            f"{per_worker!r} has async factories, which are made in the event loop of an "
+            f"async def function's worker; {name} is a plain function: make the factories "
+            f"plain functions"
+        )
+
+
+class _Decorator(Protocol):
+    """What ``parallel(**options)`` returns: a decorator for plain and async functions."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncParallelFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
+
+
+@overload
+def parallel(fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncParallelFunction[P, R]: ...
 @overload
 def parallel(fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
 @overload
+def parallel(
+    fn: Callable[P, Coroutine[Any, Any, R]], /, **options: Unpack[OptionsDict]
+) -> AsyncParallelFunction[P, R]: ...
+@overload
 def parallel(fn: Callable[P, R], /, **options: Unpack[OptionsDict]) -> ParallelFunction[P, R]: ...
 @overload
-def parallel(**options: Unpack[OptionsDict]) -> Callable[[Callable[P, R]], ParallelFunction[P, R]]: ...
+def parallel(**options: Unpack[OptionsDict]) -> _Decorator: ...
 def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
     """Give a function ``.map``, ``.imap``, ``.starmap``, ``.submit`` and friends.
 
@@ -571,6 +700,18 @@ def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
     return ParallelFunction(fn, checked)
 
 
+@overload
+def pmap(
+    fn: Callable[[T1], Coroutine[Any, Any, R]], it1: Iterable[T1], /, **options: Unpack[OptionsDict]
+) -> list[R]: ...
+@overload
+def pmap(
+    fn: Callable[[T1, T2], Coroutine[Any, Any, R]],
+    it1: Iterable[T1],
+    it2: Iterable[T2],
+    /,
+    **options: Unpack[OptionsDict],
+) -> list[R]: ...
 @overload
 def pmap(fn: Callable[[T1], R], it1: Iterable[T1], /, **options: Unpack[OptionsDict]) -> list[R]: ...
 @overload

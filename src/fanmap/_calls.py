@@ -16,7 +16,7 @@ from typing import Any
 
 from ._args import CallMode, call_args
 
-__all__ = ["Calls", "call_chunk", "callable_of"]
+__all__ = ["Calls", "call_chunk", "callable_of", "explained"]
 
 
 @dataclasses.dataclass(slots=True, frozen=True)
@@ -28,6 +28,11 @@ class Calls:
     kwargs: dict[str, Any]
     #: Stop at a chunk's first failure (the engine asks for it when that failure ends the map).
     stop_on_error: bool = False
+    #: Whether the function is ``async def`` (its calls run in the worker's event loop).
+    is_async: bool = False
+    #: Seconds an async call may run before it is cancelled (a plain call's timeout is
+    #: the pool's to enforce: it stops the worker).
+    timeout: float | None = None
 
     def with_keywords(self, extra: dict[str, Any]) -> Calls:
         """These calls with more keywords (shared objects), the map's own winning."""
@@ -63,7 +68,7 @@ def _results(calls: Calls, items: Sequence[Any]) -> Any:
     return (fn(*a, **k) for a, k in (call_args(CallMode.ARGS, item, kwargs) for item in items))
 
 
-def _explained(calls: Calls, item: Any, error: BaseException) -> BaseException:
+def explained(calls: Calls, item: Any, error: BaseException) -> BaseException:
     """The error to report for an item: a clear one when a starmap item is not a tuple."""
     if calls.mode != CallMode.ONE:
         try:
@@ -99,7 +104,7 @@ def call_chunk(calls: Calls, items: Sequence[Any]) -> tuple[list[Any], dict[int,
             results.append(None)
             if errors is None:
                 errors = {}
-            errors[position] = _explained(calls, items[position], exc)
+            errors[position] = explained(calls, items[position], exc)
             if calls.stop_on_error:
                 break
             position += 1

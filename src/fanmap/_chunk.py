@@ -34,6 +34,9 @@ class RunSpec:
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Values each worker makes once (``@per_worker``), given to every call as keywords.
     per_worker: PerWorker | None = None
+    #: For an ``async def`` function, the calls in flight at once in each worker (its
+    #: chunks run together in the worker's event loop); None for a plain function.
+    concurrency: int | None = None
 
 
 @dataclasses.dataclass(slots=True, eq=False)

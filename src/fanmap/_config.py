@@ -47,6 +47,7 @@ class OptionsDict(TypedDict, total=False):
     max_tasks_per_worker: int | None
     buffersize: int | None
     checkpoint: str | os.PathLike[str] | None
+    concurrency: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class Options:
     max_tasks_per_worker: int | None
     buffersize: int | None
     checkpoint: Any
+    #: Calls of an ``async def`` function in flight at once in each worker.
+    concurrency: int = 16
     #: The function's shared objects (``@shared_state``); not an option users set.
     state: Any = None
     #: The function's per-worker factories (``@per_worker``); not an option users set.
@@ -123,7 +126,7 @@ def validate(options: Mapping[str, Any]) -> dict[str, Any]:
         if name not in OPTION_NAMES:
             valid = ", ".join(OPTION_NAMES)
             raise TypeError(f"unknown option {name!r}; the options are: {valid}")
-        if name == "workers":
+        if name in ("workers", "concurrency"):
             _positive_int(name, value, minimum=1)
         elif name == "backend":
             if isinstance(value, str):
@@ -218,6 +221,7 @@ def resolve(*layers: Mapping[str, Any]) -> Options:
         "max_tasks_per_worker": None,
         "buffersize": None,
         "checkpoint": None,
+        "concurrency": 16,
     }
     merged.update(_environment())
     merged.update(_context.get())

@@ -28,6 +28,11 @@ def in_worker() -> bool:
     return _in_worker or getattr(_task, "running", False)
 
 
+def mark_task_thread() -> None:
+    """Mark this thread for good as running fanmap tasks (a Dask worker's event loop)."""
+    _task.running = True
+
+
 @contextlib.contextmanager
 def task_scope() -> Iterator[None]:
     """Mark this thread as running a fanmap task (a Dask task may run in a thread of

@@ -19,11 +19,13 @@ on (a lost batch is run again item by item), and in what order results go out.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 from . import _context, _pools
+from ._aio import is_async_function
 from ._args import CallMode, arguments_of
 from ._backends import Pool, Unsendable, get_backend
 from ._calls import Calls
@@ -43,11 +45,12 @@ from ._progress import open_reporter
 from ._serialize import describe, short_repr
 from ._signature import label_of
 from ._sizing import TARGET, Sizer
-from ._sources import QueueSource, Source
+from ._sources import Source
 
-__all__ = ["execute"]
+__all__ = ["Stopped", "execute"]
 
 _LIVE_POLL: Final = 0.005  # how often a live source is checked while work is in flight
+_STOP_POLL: Final = 0.05  # how often a run that may be stopped from elsewhere looks
 #: Pickled input read ahead and not yet handed back, at most (when no buffersize is set).
 _BYTES_AHEAD: Final = 64 << 20
 #: Items per chunk at most in a lazy run (imap): what a generator is read ahead stays small.
@@ -223,10 +226,19 @@ class _Run:
             self.retry.appendleft(chunk)
             return []
         if len(chunk.items) > 1:
-            # Which item killed the worker? Run each alone to find out; no try is counted.
-            for pos in reversed(range(len(chunk.items))):
-                self.retry.appendleft(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
-            return []
+            if self.spec.concurrency is None:
+                # Which item killed the worker? Run each alone to find out; no try is counted.
+                for pos in reversed(range(len(chunk.items))):
+                    self.retry.appendleft(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]))
+                return []
+            # Async calls run together: every one in flight went down with the worker.
+            blocks: list[Block] = []
+            for pos in range(len(chunk.items)):
+                blocks.extend(self._lost_one(Chunk(chunk.start + pos, chunk.items[pos : pos + 1]), event))
+            return blocks
+        return self._lost_one(chunk, event)
+
+    def _lost_one(self, chunk: Chunk, event: Lost) -> list[Block]:
         index = chunk.start
         call = describe_call(self.spec.calls.mode, chunk.items[0])
         error: BaseException
@@ -284,6 +296,7 @@ def execute(
     *,
     window: int | None,
     label: str = "",
+    stop: threading.Event | None = None,
 ) -> Iterator[Block]:
     """Run ``fn`` over ``source``; yield ``(start, values)`` blocks of final values.
 
@@ -292,7 +305,9 @@ def execute(
     A value is a result or, under ``on_error="return"``, a `Failure`; items skipped
     under ``"skip"`` are left out (``start`` still names the block's first input item).
     A given ``window`` also marks the run as lazy (``imap``): its input is read only a
-    little ahead of what was handed back.
+    little ahead of what was handed back. Setting ``stop`` (from another thread: an
+    awaiting task was cancelled) ends the run within `_STOP_POLL` seconds, raising
+    `Stopped`; what was queued does not run and the calls in flight are stopped.
     """
     if _importing_main_in_a_worker():
         raise RuntimeError(
@@ -325,8 +340,10 @@ def execute(
     if first is None:
         return
     policy = Policy(options.on_error, options.retries, options.retry_on)
+    is_async = is_async_function(fn)
+    calls = Calls(fn, mode, kwargs, policy.stop_on_error and not is_async, is_async, options.timeout)
     run = _Run(
-        RunSpec(Calls(fn, mode, kwargs, policy.stop_on_error), ref, options.timeout, state, per_worker),
+        RunSpec(calls, ref, options.timeout, state, per_worker, options.concurrency if is_async else None),
         policy,
         options,
         source,
@@ -339,7 +356,7 @@ def execute(
         run.store = Store(options.checkpoint, _qualified(fn), kwargs)
     try:
         with _pools.lease(backend, options) as pool:
-            yield from _drive(run, pool)
+            yield from _drive(run, pool, stop)
     finally:
         if run.reporter is not None:
             run.reporter.close()
@@ -376,12 +393,23 @@ class _Orderer:
         return out
 
 
-def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
-    sizer = Sizer(run.options, pool.workers, run.source.total, pool.target_seconds or TARGET)
+class Stopped(Exception):
+    """The run was stopped from another thread (``stop`` was set)."""
+
+
+def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Block]:
+    sizer = Sizer(
+        run.options,
+        pool.workers,
+        run.source.total,
+        pool.target_seconds or TARGET,
+        run.spec.concurrency,
+        pool.chunks_together,
+    )
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter
     skips = run.policy.skips
-    live = isinstance(run.source, QueueSource)
+    live = run.source.live
     position = 0  # index of the next new item
     staged, run.first = run.first, None  # held until sent, and no longer
     exhausted = False
@@ -446,6 +474,10 @@ def _drive(run: _Run, pool: Pool) -> Iterator[Block]:
             wait = 0.0 if ready else _LIVE_POLL if live and not exhausted else None
             if run.store is not None and run.store.dirty:  # results must reach the file
                 wait = COMMIT_EVERY if wait is None else min(wait, COMMIT_EVERY)
+            if stop is not None:
+                if stop.is_set():
+                    raise Stopped
+                wait = _STOP_POLL if wait is None else min(wait, _STOP_POLL)
             for event in pool.wait(wait):
                 run.back(event.chunk)
                 if isinstance(event, Done):

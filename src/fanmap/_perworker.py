@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from . import _pools
@@ -60,17 +60,31 @@ def _label(factory: Callable[..., Any]) -> str:
     )
 
 
-def _is_generator_function(factory: Callable[..., Any]) -> bool:
+def _unwrapped(factory: Callable[..., Any]) -> Any:
     inner: Any = factory
     while isinstance(inner, functools.partial):
         inner = inner.func
-    return inspect.isgeneratorfunction(inner)
+    return inner
+
+
+def _is_generator_function(factory: Callable[..., Any]) -> bool:
+    return inspect.isgeneratorfunction(_unwrapped(factory))
+
+
+def _is_async_generator_function(factory: Callable[..., Any]) -> bool:
+    return inspect.isasyncgenfunction(_unwrapped(factory))
+
+
+def is_async_factory(factory: Callable[..., Any]) -> bool:
+    """Whether a factory must be awaited: ``async def``, or an async generator function."""
+    inner = _unwrapped(factory)
+    return inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)
 
 
 class PerWorker:
     """The factories of one decorated function, and their key in every worker."""
 
-    __slots__ = ("factories", "inject", "key", "timeout")
+    __slots__ = ("factories", "inject", "is_async", "key", "timeout")
 
     def __init__(
         self, factories: dict[str, Callable[[], Any]], timeout: float | None, inject: bool = True
@@ -79,6 +93,8 @@ class PerWorker:
         self.timeout = timeout
         #: Whether the values go to the function as keywords (an initializer's do not).
         self.inject = inject
+        #: Whether some factory must be awaited (in the worker's event loop).
+        self.is_async = any(is_async_factory(f) for f in self.factories.values())
         self.key = uuid.uuid4().hex
 
     def names(self) -> list[str]:
@@ -103,17 +119,25 @@ class Made:
 
     def __init__(self) -> None:
         self.values: dict[str, dict[str, Any]] = {}
-        self.generators: list[tuple[str, Generator[Any, None, None]]] = []
+        self.generators: list[_Opened] = []
         self.seconds = 0.0
         self._lock = threading.RLock()
+        self._making: dict[str, Any] = {}  # async makings under way, by spec key
 
-    def values_for(self, spec: PerWorker, step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    def values_for(
+        self,
+        spec: PerWorker,
+        step: Callable[[str], None] | None = None,
+        run: Callable[[Coroutine[Any, Any, Any]], Any] | None = None,
+    ) -> dict[str, Any]:
         """The values of ``spec`` here, made now if this is the worker's first call.
 
         Args:
             spec: The factories.
             step: Told each factory's ``name=label`` before it runs (a process worker
                 tells its caller, which enforces the spec's timeout).
+            run: Runs a coroutine to its end in the worker's event loop, for async
+                factories (they are made there, where the calls will use them).
 
         Raises:
             WorkerInitError: A factory raised; its exception is the cause.
@@ -121,16 +145,55 @@ class Made:
         known = self.values.get(spec.key)
         if known is not None:
             return known
+        if spec.is_async:
+            if run is None:
+                raise WorkerInitError(
+                    f"{spec!r} has async factories, which serve async def functions only; "
+                    f"make them plain functions to use them with a plain function"
+                )
+            made: dict[str, Any] = run(self.avalues_for(spec, step))
+            return made
         with self._lock:  # several threads of one process may ask at once: made once
             known = self.values.get(spec.key)
             if known is None:
                 known = self._make(spec, step)
             return known
 
+    async def avalues_for(self, spec: PerWorker, step: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """`values_for` in the worker's event loop: async factories are awaited there.
+
+        Calls of one loop that ask at once share one making of the values.
+        """
+        import asyncio
+
+        known = self.values.get(spec.key)
+        if known is not None:
+            return known
+        making = self._making.get(spec.key)
+        if making is None:
+            making = self._making[spec.key] = asyncio.ensure_future(self._amake(spec, step))
+            making.add_done_callback(lambda _: self._making.pop(spec.key, None))
+        return await asyncio.shield(making)
+
+    def _failed(self, spec: PerWorker, name: str, exc: BaseException) -> WorkerInitError:
+        if isinstance(exc, StopIteration | StopAsyncIteration):
+            error = WorkerInitError(
+                f"the per-worker factory {spec.describe(name)} is a generator that ended without "
+                f"yielding its value; yield the value once, then tear down after the yield"
+            )
+        else:
+            error = WorkerInitError(
+                f"the per-worker factory {spec.describe(name)} raised {type(exc).__name__}: {exc}; "
+                f"no call can run in that worker without it, so the calls waiting for it failed "
+                f"(the next map or call tries the factory again)"
+            )
+        error.__cause__ = exc
+        return error
+
     def _make(self, spec: PerWorker, step: Callable[[str], None] | None) -> dict[str, Any]:
         began = time.perf_counter()
         made: dict[str, Any] = {}
-        opened: list[tuple[str, Generator[Any, None, None]]] = []
+        opened: list[_Opened] = []
         for name, factory in spec.factories.items():
             if step is not None:
                 step(spec.describe(name))
@@ -138,25 +201,44 @@ class Made:
                 if _is_generator_function(factory):
                     generator = factory()
                     value = next(generator)
-                    opened.append((spec.describe(name), generator))
+                    opened.append((spec.describe(name), generator, None))
                 else:
                     value = factory()
-            except StopIteration as exc:
-                _close_all(opened)
-                error = WorkerInitError(
-                    f"the per-worker factory {spec.describe(name)} is a generator that ended without "
-                    f"yielding its value; yield the value once, then tear down after the yield"
-                )
-                raise error from exc
             except Exception as exc:
                 _close_all(opened)  # what this attempt set up is torn down again
-                error = WorkerInitError(
-                    f"the per-worker factory {spec.describe(name)} raised {type(exc).__name__}: {exc}; "
-                    f"no call can run in that worker without it, so the calls waiting for it failed "
-                    f"(the next map or call tries the factory again)"
-                )
-                error.__cause__ = exc
-                raise error from exc
+                raise self._failed(spec, name, exc) from exc
+            made[name] = value
+        self.generators.extend(opened)
+        self.seconds += time.perf_counter() - began
+        self.values[spec.key] = made
+        return made
+
+    async def _amake(self, spec: PerWorker, step: Callable[[str], None] | None) -> dict[str, Any]:
+        import asyncio
+
+        began = time.perf_counter()
+        made: dict[str, Any] = {}
+        opened: list[_Opened] = []
+        loop = asyncio.get_running_loop()
+        for name, factory in spec.factories.items():
+            if step is not None:
+                step(spec.describe(name))
+            try:
+                if _is_generator_function(factory):
+                    generator = factory()
+                    value = next(generator)
+                    opened.append((spec.describe(name), generator, None))
+                elif _is_async_generator_function(factory):
+                    agen = factory()
+                    value = await agen.__anext__()
+                    opened.append((spec.describe(name), agen, loop))
+                else:
+                    value = factory()
+                    if inspect.isawaitable(value):
+                        value = await value
+            except Exception as exc:
+                await _aclose_all(opened)
+                raise self._failed(spec, name, exc) from exc
             made[name] = value
         self.generators.extend(opened)
         self.seconds += time.perf_counter() - began
@@ -170,17 +252,58 @@ class Made:
         _close_all(generators)
 
 
-def _close_all(generators: list[tuple[str, Generator[Any, None, None]]]) -> None:
-    """Resume each generator after its ``yield`` (its teardown), the last made first."""
-    for label, generator in reversed(generators):
+#: A generator factory to resume at teardown: its label, the generator, and for an async
+#: generator the event loop it belongs to.
+_Opened = tuple[str, Any, Any]
+
+
+def _resume(generator: Any, loop: Any) -> None:
+    """Resume a factory's generator once, wherever it lives; raise what it raised."""
+    if loop is None:
+        next(generator)
+        return
+    import asyncio
+
+    if loop.is_closed():
+        raise RuntimeError("its event loop was closed first")
+    if loop.is_running():
+        asyncio.run_coroutine_threadsafe(generator.__anext__(), loop).result(_TEARDOWN_WAIT)
+    else:
+        loop.run_until_complete(generator.__anext__())
+
+
+#: Seconds an async factory's teardown may take, at most.
+_TEARDOWN_WAIT = 30.0
+
+
+async def _aclose_all(generators: list[_Opened]) -> None:
+    """`_close_all` from inside the loop: async generators are awaited."""
+    for label, generator, loop in reversed(generators):
         try:
-            next(generator)
-        except StopIteration:
+            if loop is None:
+                next(generator)
+            else:
+                await generator.__anext__()
+        except (StopIteration, StopAsyncIteration):
             continue
         except Exception:
             _log.exception("fanmap: the teardown of the per-worker factory %s raised", label)
             continue
-        generator.close()
+        _log.warning("fanmap: the per-worker factory %s yielded more than once; it was closed", label)
+
+
+def _close_all(generators: list[_Opened]) -> None:
+    """Resume each generator after its ``yield`` (its teardown), the last made first."""
+    for label, generator, loop in reversed(generators):
+        try:
+            _resume(generator, loop)
+        except (StopIteration, StopAsyncIteration):
+            continue
+        except Exception:
+            _log.exception("fanmap: the teardown of the per-worker factory %s raised", label)
+            continue
+        if loop is None:
+            generator.close()
         _log.warning("fanmap: the per-worker factory %s yielded more than once; it was closed", label)
 
 
@@ -248,15 +371,6 @@ def check_factories(factories: dict[str, Any], timeout: object) -> None:
             raise TypeError(
                 f"per_worker({name}=...) takes a factory: a function of no arguments that makes "
                 f"the value (or a generator function that yields it), not {type(factory).__name__}"
-            )
-        inner: Any = factory
-        while isinstance(inner, functools.partial):
-            inner = inner.func
-        code = getattr(inner, "__code__", None)
-        if code is not None and code.co_flags & (0x80 | 0x200):
-            raise TypeError(
-                f"per_worker({name}={_label(factory)}) is an async factory; async factories serve "
-                f"async def functions, which fanmap does not run yet: make it a plain function"
             )
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0

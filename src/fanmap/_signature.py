@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from ._config import OPTION_NAMES
 
-__all__ = ["Fn1", "Fn2", "Fn3", "Fn4", "check_call", "label_of", "refuse_async", "signature_of"]
+__all__ = ["Fn1", "Fn2", "Fn3", "Fn4", "check_call", "label_of", "refuse_async_generator", "signature_of"]
 
 A1 = TypeVar("A1", contravariant=True)
 A2 = TypeVar("A2", contravariant=True)
@@ -24,27 +24,29 @@ Rc = TypeVar("Rc", covariant=True)
 
 
 # What `map` and friends ask of the function, for mypy: its first positional parameters
-# take the items of the iterables. ``*args: Any, **kwargs: Any`` leaves the rest open
-# (PEP 612's ``Concatenate[A1, ...]``), so that keyword-only parameters given by
-# @shared_state or by the map's keywords do not get in the way.
+# take the items of the iterables, and it gives one result (for an async def function,
+# what its coroutine returns: a ParallelFunction says so in ``_fanmap_result``).
+# ``*args: Any, **kwargs: Any`` leaves the rest open (PEP 612's ``Concatenate[A1, ...]``),
+# so that keyword-only parameters given by @shared_state or by the map's keywords do not
+# get in the way.
 class Fn1(Protocol[A1, Rc]):
-    def __call__(self, a1: A1, /, *args: Any, **kwargs: Any) -> Rc: ...
+    def _fanmap_result(self, a1: A1, /, *args: Any, **kwargs: Any) -> Rc: ...
 
 
 class Fn2(Protocol[A1, A2, Rc]):
-    def __call__(self, a1: A1, a2: A2, /, *args: Any, **kwargs: Any) -> Rc: ...
+    def _fanmap_result(self, a1: A1, a2: A2, /, *args: Any, **kwargs: Any) -> Rc: ...
 
 
 class Fn3(Protocol[A1, A2, A3, Rc]):
-    def __call__(self, a1: A1, a2: A2, a3: A3, /, *args: Any, **kwargs: Any) -> Rc: ...
+    def _fanmap_result(self, a1: A1, a2: A2, a3: A3, /, *args: Any, **kwargs: Any) -> Rc: ...
 
 
 class Fn4(Protocol[A1, A2, A3, A4, Rc]):
-    def __call__(self, a1: A1, a2: A2, a3: A3, a4: A4, /, *args: Any, **kwargs: Any) -> Rc: ...
+    def _fanmap_result(self, a1: A1, a2: A2, a3: A3, a4: A4, /, *args: Any, **kwargs: Any) -> Rc: ...
 
 
-#: Flags of a code object made by ``async def`` (a coroutine or an async generator).
-_ASYNC_FLAGS = 0x80 | 0x200
+#: The flag of a code object made by ``async def`` with ``yield`` (inspect.CO_ASYNC_GENERATOR).
+_ASYNC_GENERATOR = 0x200
 
 
 def label_of(fn: Callable[..., Any]) -> str:
@@ -57,17 +59,18 @@ def label_of(fn: Callable[..., Any]) -> str:
     return f"{type(fn).__qualname__} object"
 
 
-def refuse_async(fn: Callable[..., Any]) -> None:
+def refuse_async_generator(fn: Callable[..., Any]) -> None:
+    """Refuse an async generator function: its calls give many values, not one result."""
     inner: Any = fn
     while isinstance(inner, functools.partial):
         inner = inner.func
     code = getattr(getattr(inner, "__wrapped__", inner), "__code__", None)
-    if code is not None and code.co_flags & _ASYNC_FLAGS:
+    if code is not None and code.co_flags & _ASYNC_GENERATOR:
         name = label_of(fn)
         raise TypeError(
-            f"{name} is an async def function; fanmap runs plain functions only, and its "
-            f"maps would return coroutines nobody awaits. Wrap it in a plain function "
-            f"that runs it: def run(x): return asyncio.run({name}(x)), then map run"
+            f"{name} is an async generator function (async def with yield); fanmap maps "
+            f"functions that return one result per call: collect its values in an async def "
+            f"function (return [v async for v in {name}(x)]) and map that"
         )
 
 

@@ -32,8 +32,30 @@ _ENDGAME: Final = 4  # within this many chunks per worker of the end, queue noth
 class Sizer:
     """Chooses chunk sizes from the measured time per call."""
 
-    def __init__(self, options: Options, workers: int, total: int | None, target: float = TARGET) -> None:
+    def __init__(
+        self,
+        options: Options,
+        workers: int,
+        total: int | None,
+        target: float = TARGET,
+        concurrency: int | None = None,
+        together: bool = True,
+    ) -> None:
         self.fixed = 1 if options.timeout is not None else options.chunksize
+        #: Chunks per worker at once, for an async function (None: a plain one).
+        self.held: int | None = None
+        #: For an async function on a backend that runs one chunk at a time per worker
+        #: (Dask), the calls of a chunk run together: a chunk holds up to `concurrency`.
+        self.batch: int | None = None
+        if concurrency is not None:
+            size = min(options.chunksize or 1, concurrency)
+            if together:  # chunks of one call each, `concurrency` of them in each worker
+                self.fixed = size
+                self.held = max(1, concurrency // size)
+            elif options.chunksize is not None:
+                self.fixed = size
+            else:
+                self.batch = concurrency
         # A backend whose tasks cost more (Dask) asks for longer chunks; the other
         # thresholds keep their proportion to the target.
         self.target = target
@@ -56,7 +78,11 @@ class Sizer:
         self.per_item = self._elapsed / self._items
 
     def size(self, position: int, limit: int | None) -> int:
-        if self.fixed is not None:
+        if self.batch is not None:  # spread over the workers, up to `batch` calls each
+            size = self.batch
+            if self.total is not None:
+                size = max(1, min(size, math.ceil((self.total - position) / self.workers)))
+        elif self.fixed is not None:
             size = self.fixed
         elif self.per_item is None or self.per_item >= self.slow:
             size = 1
@@ -76,6 +102,8 @@ class Sizer:
 
     def depth(self, position: int) -> int:
         """Chunks per worker: one running, and one queued behind it while that helps."""
+        if self.held is not None:
+            return self.held
         if self.per_item is None:
             return 1
         if self.per_item * self.last < self.target * (_PREFETCH_BELOW / TARGET):

@@ -25,6 +25,9 @@ class Source:
     ``None`` means the input is exhausted.
     """
 
+    #: Whether ``take`` may find nothing yet (then the engine asks again soon).
+    live = False
+
     def __init__(self, items: Iterable[Any]) -> None:
         self.total: int | None = None
         self._seq: Sequence[Any] | None = None
@@ -68,6 +71,8 @@ STOP: Any = object()
 class QueueSource(Source):
     """A live source fed from another thread (by ``submit``); ends after an idle spell,
     or at `STOP`."""
+
+    live = True
 
     def __init__(self, inbox: queue.SimpleQueue[Any], idle: float) -> None:
         super().__init__(())

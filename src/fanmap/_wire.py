@@ -9,6 +9,8 @@ reply pipe  (INIT, "model=load_model")                        a @per_worker fact
             (INIT_DONE,)                                      every factory finished
             (IDLE_EXIT,)                                      it stops, idle too long
             (results, errors or None, elapsed)                 one per chunk
+            (results, errors or None, elapsed, start)          one per chunk of an async
+                                                               function (any order)
             (LOG, record) / (OUT, 1 or 2, text)                 see _forward
 ```
 
@@ -39,7 +41,8 @@ class Setup(NamedTuple):
 
     #: The pickled function (by reference when importable, else by value).
     function: bytes
-    #: The pickled ``(mode, keywords, stop_on_error)``, large buffers in shared memory.
+    #: The pickled ``(mode, keywords, stop_on_error, is_async, timeout)``, large buffers
+    #: in shared memory.
     calls: bytes
     #: The shared-memory segments ``calls`` refers to.
     descriptors: list[tuple[str, int]]

@@ -8,9 +8,11 @@ caller                                   worker
   Setup (function, calls)            --->  loads and keeps them for the run
   (TASK, start, items)               --->  @per_worker values, made on the first chunk
                                      <---  (INIT, factory) ... (INIT_DONE,)
-                                           call_chunk(...)
+                                           call_chunk(...), or for an async
+                                           function call_chunk_async(...) in the
+                                           worker's event loop, chunks together
                                      <---  (LOG, record), (OUT, 1, text): see _forward
-                                     <---  (results, errors or None, elapsed)
+                                     <---  (results, errors or None, elapsed[, start])
   None                               --->  exits
 
 (the messages are in _wire)
@@ -38,6 +40,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Final
 
 from . import _context
+from ._aio import LoopThread, call_chunk_async, loop_thread
 from ._args import CallMode
 from ._bigargs import Inbound
 from ._calls import Calls, call_chunk, callable_of
@@ -71,15 +74,19 @@ def _limit_blas_threads(threads: int) -> None:
 def _load(setup: Setup, state: dict[str, Any], inbound: Inbound) -> tuple[Calls, PerWorker | None]:
     apply_levels(setup.log_levels)
     fn = callable_of(pickle.loads(setup.function))
-    mode, kwargs, stop_on_error = inbound.loads(setup.calls, setup.descriptors)
+    mode, kwargs, stop_on_error, is_async, timeout = inbound.loads(setup.calls, setup.descriptors)
     per_worker = pickle.loads(setup.per_worker) if setup.per_worker is not None else None
-    return Calls(fn, CallMode(mode), {**state, **kwargs}, stop_on_error), per_worker
+    return Calls(fn, CallMode(mode), {**state, **kwargs}, stop_on_error, is_async, timeout), per_worker
 
 
-def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed: float) -> bytes:
+def _reply(
+    results: list[Any], errors: dict[int, BaseException] | None, elapsed: float, start: int | None = None
+) -> bytes:
+    """A chunk's reply; an async chunk's names its first item (they finish in any order)."""
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
+    end = () if start is None else (start,)
     try:
-        return dumps((results, captured, elapsed))
+        return dumps((results, captured, elapsed, *end))
     except Exception:
         pass
     # Some result cannot be pickled: fail just those items, with a message naming them.
@@ -94,7 +101,24 @@ def _reply(results: list[Any], errors: dict[int, BaseException] | None, elapsed:
             )
             captured[pos] = capture(error)
             results[pos] = None
-    return dumps((results, captured, elapsed))
+    return dumps((results, captured, elapsed, *end))
+
+
+def _loop() -> LoopThread:
+    """This worker's event loop (for async functions), started on first use."""
+    return loop_thread("worker-loop")
+
+
+async def _run_async(spec: Calls, start: int, items: Any, send: Any) -> None:
+    """Run a chunk of async calls in the worker's loop; send its reply, naming the chunk."""
+    begun = time.perf_counter()
+    try:
+        results, errors = await call_chunk_async(spec, items)
+        reply = _reply(results, errors, time.perf_counter() - begun, start)
+    except BaseException as exc:  # fanmap's own failure: the chunk's items fail with it
+        reply = _reply([], {WHOLE_CHUNK: exc}, 0.0, start)
+    flush_output()
+    send(reply)
 
 
 def _release_inherited_sockets() -> None:
@@ -222,10 +246,17 @@ def _serve(
     def step(label: str) -> None:
         send(pickle.dumps((INIT, label)))
 
+    in_flight: set[Any] = set()  # chunks of an async function running in the loop
+
     while True:
         if not tasks.poll(1.0):
             if os.getppid() != parent:
                 return
+            if in_flight:
+                in_flight = {f for f in in_flight if not f.done()}
+                if in_flight:
+                    continue
+                idle_since = time.monotonic()
             if time.monotonic() - idle_since > idle_timeout:
                 # Say so first: work the caller sent meanwhile is then run elsewhere,
                 # not counted as a crash of this worker.
@@ -265,15 +296,19 @@ def _serve(
             error.__cause__ = problem
             send(_reply([], {WHOLE_CHUNK: error}, 0.0))
             continue
+        loop = _loop() if spec.is_async else None
         if pending is not None:
             try:
-                values = made_here("process").values_for(pending, step)
+                values = made_here("process").values_for(pending, step, loop.run if loop else None)
             except WorkerInitError as exc:
                 flush_output()
                 send(_reply([], {WHOLE_CHUNK: exc}, 0.0))
                 continue
             spec, pending = (spec.with_keywords(values) if pending.inject else spec), None
             send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
+        if loop is not None:  # runs in the loop with the others; replies when it is done
+            in_flight.add(loop.start(_run_async(spec, message[1], items, send)))
+            continue
         begun = time.perf_counter()
         results, errors = call_chunk(spec, items)
         reply = _reply(results, errors, time.perf_counter() - begun)

@@ -29,6 +29,8 @@ class FakePool:
     """Runs chunks in the caller when asked; completes them in the order it is told."""
 
     target_seconds = None
+
+    chunks_together = False
     usable = False  # never kept warm: every test gets a fresh one
 
     def __init__(self, workers: int, outcome: Outcome, lifo: bool) -> None:

@@ -44,6 +44,12 @@ class Pool(Protocol):
         ...
 
     @property
+    def chunks_together(self) -> bool:
+        """Whether a worker runs several chunks of an async function at once (in its
+        event loop), or one at a time (the calls of a chunk still run together)."""
+        ...
+
+    @property
     def usable(self) -> bool:
         """Whether the pool may serve another run."""
         ...

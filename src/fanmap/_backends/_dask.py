@@ -16,6 +16,10 @@ A task's own exception is caught in the task (as in a local worker) and sent bac
 its traceback; a worker lost while running a chunk (after Dask's own retries) reports
 the chunk as crashed. Dask cannot stop a running task: ``timeout`` fails the item and
 cancels the future, but the call may run on in the worker.
+
+An ``async def`` function's chunk holds up to ``concurrency`` items, whose calls run
+together in the Dask worker's own event loop (one per worker process, for its life);
+``timeout`` cancels a late call there.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Hashable
 from typing import Any, Final
 
 from .. import _context
+from .._aio import GRACE, chunk_with_values, loop_thread
 from .._calls import Calls
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
@@ -58,8 +63,12 @@ def run_chunk(
     """The task: run a chunk on a Dask worker, as a local worker would."""
     begun = time.perf_counter()
     calls = dataclasses.replace(calls, kwargs=kwargs)
-    with _context.task_scope():  # a parallel function called in here runs serially
-        results, errors = call_with_values(calls, per_worker, items, "process")
+    if calls.is_async:  # in the worker's event loop, with the calls of other tasks
+        loop = loop_thread("worker-loop", _context.mark_task_thread)
+        results, errors = loop.run(chunk_with_values(calls, per_worker, items, "process"))
+    else:
+        with _context.task_scope():  # a parallel function called in here runs serially
+            results, errors = call_with_values(calls, per_worker, items, "process")
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
     return results, captured, time.perf_counter() - begun
 
@@ -68,6 +77,8 @@ class DaskPool:
     """Chunks as Dask tasks, on a client that is the user's or this pool's own."""
 
     target_seconds = CHUNK_SECONDS
+
+    chunks_together = False
 
     def __init__(self, backend: DaskBackend, options: Options) -> None:
         distributed = _distributed()
@@ -122,7 +133,9 @@ class DaskPool:
         # (Dask pickles it, by reference where it can), not the decorated object.
         self._calls = dataclasses.replace(spec.calls, kwargs={})
         self._per_worker = spec.per_worker
-        self._timeout = spec.timeout
+        # An async call is cancelled at its timeout in the worker: past it and a grace,
+        # its loop is blocked.
+        self._timeout = spec.timeout + GRACE if spec.timeout and spec.calls.is_async else spec.timeout
         # The map's keywords go to the cluster once, not with every task.
         # One object under a key of its own: scattering the dict itself would name the
         # data after its keys, which the next map's keywords would collide with.

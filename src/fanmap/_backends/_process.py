@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Final
 
 from .. import _pools
+from .._aio import GRACE
 from .._args import CallMode, arguments_of
 from .._bigargs import Outbound
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
@@ -89,6 +90,7 @@ def _death(exitcode: int | None) -> str:
 
 class _Worker:
     __slots__ = (
+        "begun",
         "calls",
         "capacity",
         "chunks",
@@ -134,6 +136,8 @@ class _Worker:
         self.sentinel: int = self.process.sentinel
         self.label = f"worker {index} (pid {self.process.pid})"
         self.chunks: collections.deque[Chunk] = collections.deque()
+        #: For an async function, when each chunk it holds was sent (they run together).
+        self.begun: dict[int, float] = {}
         self.setup: bytes | None = None
         self.started = 0.0
         self.calls = 0
@@ -268,6 +272,8 @@ class ProcessPool:
 
     target_seconds = None
 
+    chunks_together = True
+
     def __init__(self, options: Options) -> None:
         self.workers = options.workers
         self._context = multiprocessing.get_context(options.start_method)
@@ -280,6 +286,7 @@ class ProcessPool:
         self._fn: Any = None
         self._timeout: float | None = None
         self._init_timeout: float | None = None
+        self._async = False
         self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
         self._backlog: list[Event] = []
         self._outbound = Outbound()
@@ -298,7 +305,9 @@ class ProcessPool:
             raise _unpicklable_function(spec.calls.fn, exc) from None
         self._mode = spec.calls.mode
         self._fn = spec.calls.fn
-        run = (int(spec.calls.mode), spec.calls.kwargs, spec.calls.stop_on_error)
+        calls = spec.calls
+        run = (int(calls.mode), calls.kwargs, calls.stop_on_error, calls.is_async, calls.timeout)
+        self._async = calls.is_async
         try:
             rest, descriptors = self._outbound.dumps(run)
         except Exception:
@@ -412,6 +421,8 @@ class ProcessPool:
             return
         if not worker.chunks:
             worker.started = time.monotonic()
+        if self._async:
+            worker.begun[chunk.start] = time.monotonic()
         worker.chunks.append(chunk)
         if self._max_tasks is not None:
             worker.calls += len(chunk.items)
@@ -425,8 +436,13 @@ class ProcessPool:
             return events
         if events:
             timeout = 0.0
-        calling = [w.started for w in busy if w.initializing is None]
-        timeout = wait_timeout(timeout, min(calling, default=None), self._timeout)
+        if self._async:  # each call is cancelled at its timeout: past it, the loop is blocked
+            calling = [min(w.begun.values()) for w in busy if w.initializing is None and w.begun]
+            limit = None if self._timeout is None else self._timeout + GRACE
+        else:
+            calling = [w.started for w in busy if w.initializing is None]
+            limit = self._timeout
+        timeout = wait_timeout(timeout, min(calling, default=None), limit)
         starting = [w.init_since for w in busy if w.initializing is not None]
         timeout = wait_timeout(timeout, min(starting, default=None), self._init_timeout)
         handles: list[Any] = [w.replies for w in busy] + [w.sentinel for w in busy]
@@ -446,7 +462,7 @@ class ProcessPool:
             if w.initializing is not None:
                 if self._init_timeout is not None and now - w.init_since >= self._init_timeout:
                     self._init_timed_out(w, events, self._init_timeout)
-            elif self._timeout is not None and now - w.started >= self._timeout:
+            elif limit is not None and now - (min(w.begun.values()) if self._async else w.started) >= limit:
                 self._lost(w, events, self._timeout)
         self._dispatch_held()
         return events
@@ -497,9 +513,20 @@ class ProcessPool:
         if message[0] == INIT_DONE:
             worker.initializing = None
             worker.started = time.monotonic()
+            worker.begun = dict.fromkeys(worker.begun, worker.started)
             return True
-        results, captured, elapsed = message
-        chunk = worker.chunks.popleft()
+        if len(message) == 4:  # an async function's chunk: they finish in any order
+            results, captured, elapsed, start = message
+            found = next((c for c in worker.chunks if c.start == start), None)
+            if found is None:  # pragma: no cover - a reply for a chunk it no longer holds
+                return True
+            chunk = found
+            worker.chunks.remove(chunk)
+            worker.begun.pop(start, None)
+        else:
+            results, captured, elapsed = message
+            chunk = worker.chunks.popleft()
+            worker.begun.pop(chunk.start, None)
         worker.started = time.monotonic()
         errors = None
         if captured:
@@ -524,17 +551,36 @@ class ProcessPool:
             code = worker.kill()
             reason = f"{worker.label} {_death(code)}"
             kind = "unstarted" if worker.idle_exited else "crash"
+        elif self._async:
+            code = worker.terminate()
+            reason = (
+                f"ran longer than the timeout of {timeout:g}s, and {worker.label} did not cancel it "
+                f"within {GRACE:g}s more: a call blocks its event loop (a blocking call in an async "
+                f"function: await an async one, or use asyncio.to_thread); the worker was stopped"
+            )
+            kind = "timeout"
         else:
             code = worker.terminate()
             reason = f"ran longer than the timeout of {timeout:g}s; {worker.label} was stopped"
             kind = "timeout"
         chunks = list(worker.chunks)
         worker.chunks.clear()
-        for i, chunk in enumerate(chunks):
-            if i == 0:
-                events.append(Lost(chunk, kind, reason, code, worker.label))
-            else:
-                events.append(Lost(chunk, "unstarted", reason, code, worker.label))
+        if self._async and kind != "unstarted":  # they all ran together: all went down
+            now, begun = time.monotonic(), worker.begun
+            for chunk in chunks:
+                late = timeout is not None and now - begun.get(chunk.start, now) >= timeout + GRACE
+                if late or timeout is None:
+                    events.append(Lost(chunk, kind, reason, code, worker.label))
+                else:
+                    why = f"{worker.label} was stopped: another call blocked its event loop"
+                    events.append(Lost(chunk, "crash", why, code, worker.label))
+        else:
+            for i, chunk in enumerate(chunks):
+                if i == 0:
+                    events.append(Lost(chunk, kind, reason, code, worker.label))
+                else:
+                    events.append(Lost(chunk, "unstarted", reason, code, worker.label))
+        worker.begun.clear()
         self._slots[worker.index] = self._start(worker.index)
 
     def _dispatch_held(self) -> None:

@@ -3,14 +3,19 @@
 For debugging: ``pdb.set_trace()``, ``print`` and breakpoints in the function just work,
 and an exception carries its own, untouched traceback. ``timeout`` is not enforced
 (nothing can stop a call running in the caller's own frame).
+
+An ``async def`` function's calls run in one event loop of the caller's process (in a
+thread of fanmap's), up to ``concurrency`` at once; ``timeout`` cancels a late one.
 """
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Hashable
-from typing import Final
+from typing import Any, Final
 
+from .._aio import LoopThread, chunk_with_values, loop_thread
 from .._calls import Calls
 from .._chunk import Chunk, Done, Event, RunSpec
 from .._config import Options
@@ -25,18 +30,25 @@ class SerialPool:
     workers = 1
     usable = True
     target_seconds = None
+    chunks_together = True
 
     def __init__(self) -> None:
         self._calls: Calls | None = None
         self._per_worker: PerWorker | None = None
         self._done: list[Event] = []
+        self._loop: LoopThread | None = None  # for an async function
+        self._running: dict[Chunk, Any] = {}
+        self._finished: queue.SimpleQueue[Event] = queue.SimpleQueue()
 
     def begin(self, spec: RunSpec) -> None:
         self._calls = spec.calls.with_keywords(spec.state)
         self._per_worker = spec.per_worker  # one value, made in the caller and kept
         self._done = []
+        self._loop = loop_thread("caller-loop") if spec.calls.is_async else None
 
     def room(self, depth: int) -> int:
+        if self._loop is not None:
+            return depth - len(self._running)
         return 0 if self._done else 1
 
     def limit(self) -> int | None:
@@ -44,18 +56,56 @@ class SerialPool:
 
     def submit(self, chunk: Chunk) -> int | None:
         assert self._calls is not None
+        if self._loop is not None:
+            self._start(self._loop, self._calls, chunk)
+            return None
         begun = time.perf_counter()
         results, errors = call_with_values(self._calls, self._per_worker, chunk.items, "process")
         self._done.append(Done(chunk, results, errors, time.perf_counter() - begun, "the caller"))
         return None
 
+    def _start(self, loop: LoopThread, calls: Calls, chunk: Chunk) -> None:
+        begun = time.perf_counter()
+        future = loop.start(chunk_with_values(calls, self._per_worker, chunk.items, "process"))
+        self._running[chunk] = future
+
+        def finished(future: Any) -> None:
+            if future.cancelled():
+                return
+            try:
+                results, errors = future.result()
+            except BaseException as exc:  # fanmap's own failure: the chunk's items fail with it
+                results, errors = [None] * len(chunk.items), dict.fromkeys(range(len(chunk.items)), exc)
+            elapsed = time.perf_counter() - begun
+            self._finished.put(Done(chunk, results, errors, elapsed, "the caller's event loop"))
+
+        future.add_done_callback(finished)
+
     def wait(self, timeout: float | None) -> list[Event]:
-        done, self._done = self._done, []
-        return done
+        if self._loop is None:
+            done, self._done = self._done, []
+            return done
+        if not self._running:
+            return []
+        events: list[Event] = []
+        try:
+            events.append(self._finished.get(timeout=timeout))
+            while True:
+                events.append(self._finished.get_nowait())
+        except queue.Empty:
+            pass
+        for event in events:
+            del self._running[event.chunk]
+        return events
 
     def end(self, *, abort: bool) -> None:
         self._calls = None
         self._done = []
+        for future in self._running.values():
+            future.cancel()  # the calls in flight are cancelled in the loop
+        self._running.clear()
+        while not self._finished.empty():
+            self._finished.get_nowait()
 
     def close(self) -> None:
         self._done = []

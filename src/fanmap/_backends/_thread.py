@@ -7,17 +7,23 @@ releases it: use threads for I/O-bound work and for libraries that release the G
 A thread cannot be stopped from outside: when a call runs past ``timeout`` its item
 fails with `TaskTimeoutError`, the thread is abandoned (it finishes in the background,
 its result ignored) and a new thread takes its place.
+
+For an ``async def`` function each thread runs its own event loop (kept for the
+thread's life) with up to ``concurrency`` calls in it; a late call is cancelled there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import queue
 import threading
 import time
 from collections.abc import Hashable
 from typing import Final
 
+from .._aio import GRACE, call_chunk_async
 from .._calls import Calls
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
@@ -32,7 +38,20 @@ _INIT_POLL = 0.05
 
 
 class _Thread:
-    __slots__ = ("chunks", "current", "in_one", "inbox", "initializing", "label", "started", "thread")
+    __slots__ = (
+        "async_mode",
+        "begun",
+        "chunks",
+        "current",
+        "in_one",
+        "inbox",
+        "initializing",
+        "label",
+        "loop",
+        "started",
+        "thread",
+        "wake",
+    )
 
     def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
         self.inbox: queue.SimpleQueue[tuple[Calls, PerWorker | None, Chunk] | None] = queue.SimpleQueue()
@@ -41,6 +60,12 @@ class _Thread:
         self.initializing = False
         self.current = True  # False once abandoned or replaced
         self.in_one = False  # whether it waits in the pool's queue of one-chunk threads
+        # For an async function: the thread's own event loop (for its whole life), whether
+        # it runs now (then new chunks wake it), and when each chunk it holds was sent.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_mode = False
+        self.wake: asyncio.Event | None = None
+        self.begun: dict[Chunk, float] = {}
         self.label = f"thread {index}" + (f".{generation}" if generation else "")
         self.thread = threading.Thread(
             target=self._serve, args=(outbox,), name=f"fanmap-{self.label}", daemon=True
@@ -52,13 +77,29 @@ class _Thread:
             self._run(outbox)
         finally:
             teardown_thread()  # each thread makes its own per-worker values
+            if self.loop is not None:
+                self.loop.close()
+
+    def tell(self, job: tuple[Calls, PerWorker | None, Chunk] | None) -> None:
+        """Hand the thread a chunk (or None: stop), waking its event loop if it runs."""
+        self.inbox.put(job)
+        if self.async_mode and self.loop is not None and self.wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                self.loop.call_soon_threadsafe(self.wake.set)
 
     def _run(self, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
+        later: list[tuple[Calls, PerWorker | None, Chunk]] = []
         while True:
-            job = self.inbox.get()
+            job = later.pop() if later else self.inbox.get()
             if job is None:
                 return
             calls, per_worker, chunk = job
+            if calls.is_async:
+                if self.loop is None:
+                    self.loop = asyncio.new_event_loop()
+                if not self.loop.run_until_complete(self._run_async(job, outbox, later)):
+                    return
+                continue
             failed: WorkerInitError | None = None
             if per_worker is not None and per_worker.key not in made_here("thread").values:
                 self.initializing = True  # a factory's time is not a call's
@@ -78,6 +119,84 @@ class _Thread:
                 results, errors = call_with_values(calls, per_worker, chunk.items, "thread")
             outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
             del job, calls, chunk, results, errors, failed  # hold nothing of a finished call
+
+    async def _run_async(
+        self,
+        first: tuple[Calls, PerWorker | None, Chunk],
+        outbox: queue.SimpleQueue[tuple[_Thread, Done]],
+        later: list[tuple[Calls, PerWorker | None, Chunk]],
+    ) -> bool:
+        """Run chunks of an async function together until none is left; False: stop."""
+        wake = self.wake = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+
+        def start(job: tuple[Calls, PerWorker | None, Chunk]) -> None:
+            task = asyncio.ensure_future(self._chunk_async(*job, outbox))
+            tasks.add(task)
+            task.add_done_callback(finished)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            wake.set()
+
+        self.async_mode = True  # from now on, the pool wakes the loop for a new chunk
+        try:
+            start(first)
+            while True:
+                wake.clear()
+                while not later:
+                    try:
+                        job = self.inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:  # stop: the calls in flight are cancelled
+                        for task in tasks:
+                            task.cancel()
+                        await asyncio.gather(*tasks, return_exceptions=True)
+                        return False
+                    if job[0].is_async:
+                        start(job)
+                    else:
+                        later.append(job)  # a plain function's run: after these
+                if not tasks:
+                    self.async_mode = False
+                    if later or self.inbox.empty():
+                        return True
+                    self.async_mode = True  # a chunk came meanwhile
+                    continue
+                await wake.wait()
+        finally:
+            self.async_mode = False
+
+    async def _chunk_async(
+        self,
+        calls: Calls,
+        per_worker: PerWorker | None,
+        chunk: Chunk,
+        outbox: queue.SimpleQueue[tuple[_Thread, Done]],
+    ) -> None:
+        n = len(chunk.items)
+        if per_worker is not None:
+            made = made_here("thread")
+            fresh = per_worker.key not in made.values
+            self.initializing = fresh  # a factory's time is not a call's
+            try:
+                values = await made.avalues_for(per_worker)
+            except WorkerInitError as exc:  # every item fails with it; not made twice
+                outbox.put((self, Done(chunk, [None] * n, dict.fromkeys(range(n), exc), 0.0, self.label)))
+                return
+            finally:
+                if fresh:
+                    self.initializing = False
+                    self.begun = dict.fromkeys(self.begun, time.monotonic())
+            if per_worker.inject:
+                calls = calls.with_keywords(values)
+        begun = time.perf_counter()
+        try:
+            results, errors = await call_chunk_async(calls, chunk.items)
+        except Exception as exc:  # fanmap's own failure: the chunk's items fail with it
+            results, errors = [None] * n, dict.fromkeys(range(n), exc)
+        outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
 
 
 class ThreadPool:
@@ -99,9 +218,12 @@ class ThreadPool:
         self._calls: Calls | None = None
         self._per_worker: PerWorker | None = None
         self._timeout: float | None = None
+        self._async = False
         self._closed = False
 
     target_seconds = None
+
+    chunks_together = True
 
     @property
     def usable(self) -> bool:
@@ -111,6 +233,7 @@ class ThreadPool:
         self._calls = spec.calls.with_keywords(spec.state)
         self._per_worker = spec.per_worker
         self._timeout = spec.timeout
+        self._async = spec.calls.is_async
 
     def room(self, depth: int) -> int:
         return self.workers * depth - self._out
@@ -137,13 +260,17 @@ class ThreadPool:
 
     def submit(self, chunk: Chunk) -> int | None:
         assert self._calls is not None
-        thread = self._pick()
-        if not thread.chunks:
-            thread.started = time.monotonic()
-            self._queue_one(thread)
+        if self._async:  # chunks run together in the thread's loop: the least busy thread
+            thread = self._free.popleft() if self._free else min(self._threads, key=lambda t: len(t.chunks))
+            thread.begun[chunk] = time.monotonic()
+        else:
+            thread = self._pick()
+            if not thread.chunks:
+                thread.started = time.monotonic()
+                self._queue_one(thread)
         thread.chunks.append(chunk)
         self._out += 1
-        thread.inbox.put((self._calls, self._per_worker, chunk))
+        thread.tell((self._calls, self._per_worker, chunk))
         return None
 
     def wait(self, timeout: float | None) -> list[Event]:
@@ -154,7 +281,9 @@ class ThreadPool:
         busy = [t for t in self._threads if t.chunks] if watch else []
         if watch:
             limit = self._timeout
-            calling = [t.started for t in busy if not t.initializing]
+            if self._async:  # each call is cancelled at its timeout: past it, the loop is blocked
+                limit = None if limit is None else limit + GRACE
+            calling = [self._oldest(t) for t in busy if not t.initializing]
             timeout = wait_timeout(timeout, min(calling, default=None), limit)
             starting = [t for t in busy if t.initializing]
             if starting:  # look again soon: the call's clock starts when its factory is done
@@ -178,19 +307,29 @@ class ThreadPool:
             if t.initializing:
                 if init_limit is not None and now - t.started >= init_limit:
                     self._abandon(t, init_limit, events, initializing=True)
-            elif self._timeout is not None and now - t.started >= self._timeout:
-                self._abandon(t, self._timeout, events)
+            elif limit is not None and now - self._oldest(t) >= limit:
+                self._abandon(t, self._timeout or limit, events)
         return events
+
+    def _oldest(self, thread: _Thread) -> float:
+        """When the thread's longest-running chunk began."""
+        if self._async:
+            return min(thread.begun.values(), default=time.monotonic())
+        return thread.started
 
     def _accept(self, thread: _Thread, done: Done, events: list[Event]) -> None:
         if not thread.current:
             return  # abandoned after a timeout: its late result is ignored
-        thread.chunks.popleft()  # a thread runs its chunks in order
+        if self._async:  # they finish in any order
+            thread.chunks.remove(done.chunk)
+            del thread.begun[done.chunk]
+        else:
+            thread.chunks.popleft()  # a thread runs its chunks in order
         self._out -= 1
         thread.started = time.monotonic()
         if not thread.chunks:
             self._free.append(thread)
-        elif len(thread.chunks) == 1:
+        elif len(thread.chunks) == 1 and not self._async:
             self._queue_one(thread)
         events.append(done)
 
@@ -198,7 +337,7 @@ class ThreadPool:
         """Let a thread go (it ends after what it holds) and start another in its place."""
         thread.current = False
         self._out -= len(thread.chunks)
-        thread.inbox.put(None)
+        thread.tell(None)
         self._generation += 1
         index = self._threads.index(thread)
         fresh = _Thread(index, self._generation, self._outbox)
@@ -209,6 +348,9 @@ class ThreadPool:
         self, thread: _Thread, limit: float, events: list[Event], initializing: bool = False
     ) -> None:
         reason = f"ran longer than the timeout of {limit:g}s; {thread.label} was abandoned"
+        if self._async and not initializing:
+            self._abandon_async(thread, limit, events)
+            return
         for i, chunk in enumerate(thread.chunks):
             if i == 0 and initializing:
                 error = WorkerInitError(
@@ -219,6 +361,22 @@ class ThreadPool:
                 events.append(Done(chunk, [None] * n, dict.fromkeys(range(n), error), 0.0, thread.label))
                 continue
             events.append(Lost(chunk, "timeout" if i == 0 else "unstarted", reason, None, thread.label))
+        self._replace(thread)
+
+    def _abandon_async(self, thread: _Thread, limit: float, events: list[Event]) -> None:
+        """A call blocks the thread's loop: every chunk it holds fails; a new thread takes over."""
+        now = time.monotonic()
+        reason = (
+            f"ran longer than the timeout of {limit:g}s, and {thread.label} did not cancel it within "
+            f"{GRACE:g}s more: a call blocks its event loop (a blocking call in an async function: "
+            f"await an async one, or use asyncio.to_thread); the thread was abandoned"
+        )
+        for chunk in thread.chunks:
+            if now - thread.begun.get(chunk, now) >= limit + GRACE:
+                events.append(Lost(chunk, "timeout", reason, None, thread.label))
+            else:
+                why = f"{thread.label} was abandoned: another call blocked its event loop"
+                events.append(Lost(chunk, "crash", why, None, thread.label))
         self._replace(thread)
 
     def end(self, *, abort: bool) -> None:
@@ -232,7 +390,7 @@ class ThreadPool:
     def close(self) -> None:
         self._closed = True
         for t in self._threads:
-            t.inbox.put(None)
+            t.tell(None)
         for t in self._threads:
             if not t.chunks:
                 t.thread.join(5.0)

@@ -1,0 +1,208 @@
+"""Calls of ``async def`` functions: many coroutines in one event loop per worker.
+
+```
+worker (process, thread, Dask worker, the caller for "serial")
+  one event loop, for the worker's whole life
+    chunk ──► call_chunk_async ──► a task per item ──► fn(*args) awaited,
+                                                        cancelled past ``timeout``
+          ◄── (results, errors by position), as call_chunk gives them
+```
+
+Like `call_chunk`, it decides nothing: each call is made once and each failure is
+reported by position. A call past the run's ``timeout`` is cancelled and fails with
+`TaskTimeoutError`; the loop and its other calls go on. A call that blocks the loop
+itself cannot be cancelled from in here: the pool sees its chunk overdue by more than
+`GRACE` and stops the worker.
+
+`LoopThread` is an event loop running in a thread of its own: a worker process's loop
+(its main thread keeps reading the task pipe), the caller's loop for the serial
+backend, a Dask worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import os
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final, TypeVar
+
+from ._args import call_args
+from ._calls import Calls, explained
+from ._errors import TaskTimeoutError, WorkerInitError
+from ._perworker import PerWorker, made_here
+
+__all__ = [
+    "GRACE",
+    "LoopThread",
+    "call_chunk_async",
+    "chunk_with_values",
+    "is_async_function",
+    "loop_thread",
+    "stop_loops",
+]
+
+T = TypeVar("T")
+
+#: Seconds past a call's timeout after which its worker is taken to be blocked (a
+#: synchronous call inside a coroutine holds the loop) and is stopped.
+GRACE: Final = 1.0
+
+
+def is_async_function(fn: Any) -> bool:
+    """Whether calling ``fn`` makes a coroutine (``async def``, also behind partials and
+    fanmap's own wrappers)."""
+    inner: Any = fn
+    for _ in range(32):
+        if isinstance(inner, functools.partial):
+            inner = inner.func
+            continue
+        plain = getattr(inner, "__fanmap_call__", None)
+        if plain is None or plain is inner:
+            break
+        inner = plain
+    if inspect.iscoroutinefunction(inner):
+        return True
+    # An object whose __call__ is async.
+    return not inspect.isfunction(inner) and inspect.iscoroutinefunction(type(inner).__call__)
+
+
+async def _one(calls: Calls, item: Any) -> tuple[bool, Any]:
+    """One call: ``(True, result)`` or ``(False, exception)``."""
+    try:
+        args, kwargs = call_args(calls.mode, item, calls.kwargs)
+        if calls.timeout is None:
+            return True, await calls.fn(*args, **kwargs)
+        async with asyncio.timeout(calls.timeout) as deadline:
+            return True, await calls.fn(*args, **kwargs)
+    except TimeoutError as exc:
+        if calls.timeout is not None and deadline.expired():
+            error = TaskTimeoutError(
+                f"the call ran longer than the timeout of {calls.timeout:g}s and was cancelled; "
+                f"its worker and its other calls went on"
+            )
+            error.__cause__ = exc  # where the coroutine was when it was cancelled
+            return False, error
+        return False, explained(calls, item, exc)
+    except (Exception, SystemExit) as exc:
+        return False, explained(calls, item, exc)
+
+
+async def call_chunk_async(
+    calls: Calls, items: Sequence[Any]
+) -> tuple[list[Any], dict[int, BaseException] | None]:
+    """Call the async function on every item of a chunk, all at once; see `call_chunk`.
+
+    Every item runs (``stop_on_error`` does not apply: the calls run together).
+    """
+    if len(items) == 1:
+        outcomes = [await _one(calls, items[0])]
+    else:
+        outcomes = await asyncio.gather(*(_one(calls, item) for item in items))
+    results: list[Any] = []
+    errors: dict[int, BaseException] | None = None
+    for pos, (ok, value) in enumerate(outcomes):
+        if ok:
+            results.append(value)
+        else:
+            results.append(None)
+            if errors is None:
+                errors = {}
+            errors[pos] = value
+    return results, errors
+
+
+async def chunk_with_values(
+    calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str
+) -> tuple[list[Any], dict[int, BaseException] | None]:
+    """`call_chunk_async` with this worker's per-worker values (made first if need be)."""
+    if per_worker is not None:
+        try:
+            values = await made_here(scope).avalues_for(per_worker)
+        except WorkerInitError as exc:
+            return [None] * len(items), dict.fromkeys(range(len(items)), exc)
+        if per_worker.inject:
+            calls = calls.with_keywords(values)
+    return await call_chunk_async(calls, items)
+
+
+class LoopThread:
+    """An event loop that runs for good in a daemon thread of its own."""
+
+    def __init__(self, name: str, setup: Callable[[], None] | None = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            if setup is not None:
+                setup()
+            ready.set()
+            try:
+                self.loop.run_forever()
+            finally:
+                with contextlib.suppress(Exception):
+                    self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.close()
+
+        self.thread = threading.Thread(target=run, name=name, daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def start(self, coro: Coroutine[Any, Any, T]) -> Any:
+        """Schedule ``coro`` in the loop; return its `concurrent.futures.Future`."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` in the loop and wait for its result (from another thread)."""
+        result: T = self.start(coro).result(timeout)
+        return result
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel what still runs in the loop, stop it and wait for its thread."""
+        if not self.thread.is_alive():
+            return
+
+        def finish() -> None:
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
+
+        with contextlib.suppress(RuntimeError):  # closed already
+            self.loop.call_soon_threadsafe(finish)
+        self.thread.join(timeout)
+
+
+_loops: dict[str, LoopThread] = {}
+_loops_lock = threading.Lock()
+
+
+def loop_thread(name: str, setup: Callable[[], None] | None = None) -> LoopThread:
+    """This process's loop of that name, started on first use."""
+    with _loops_lock:
+        found = _loops.get(name)
+        if found is None or not found.thread.is_alive():
+            found = _loops[name] = LoopThread(f"fanmap-{name}", setup)
+        return found
+
+
+def stop_loops() -> None:
+    """Stop every loop this process started (at shutdown, after per-worker teardown)."""
+    with _loops_lock:
+        loops = list(_loops.values())
+        _loops.clear()
+    for found in loops:
+        found.stop()
+
+
+def _forget_after_fork() -> None:
+    # A forked child has none of its parent's threads: the loops are not running there.
+    global _loops_lock
+    _loops.clear()
+    _loops_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
