@@ -402,7 +402,9 @@ def per_worker(*, timeout: float | None = None, **factories: Callable[[], Any]) 
         A decorator.
 
     Raises:
-        TypeError: A factory is not callable, or is async.
+        TypeError: A factory is not callable, or is async (``async def`` or an async
+            generator) for a plain function: async factories serve ``async def``
+            functions, and are made in their worker's event loop.
         SharedStateError: The function has no parameter of that name, or
             ``@shared_state`` gives it already.
 
@@ -440,12 +442,30 @@ def per_worker(*, timeout: float | None = None, **factories: Callable[[], Any]) 
                 f"a parameter gets its value from one decorator only"
             )
 
-        @functools.wraps(fn)
-        def with_values(*args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **{**_process.values_for(spec), **kwargs})
+        from ._aio import is_async_function
 
-        with_values.__fanmap_per_worker__ = spec  # type: ignore[attr-defined]
-        with_values.__fanmap_call__ = fn  # type: ignore[attr-defined]
-        return with_values  # type: ignore[return-value]
+        with_values: Any
+        if is_async_function(fn):
+
+            @functools.wraps(fn)
+            async def with_values(*args: Any, **kwargs: Any) -> Any:
+                return await fn(*args, **{**(await _process.avalues_for(spec)), **kwargs})
+
+        elif spec.is_async:
+            raise TypeError(
+                f"{spec!r} has async factories, which are made in the event loop of an async def "
+                f"function's worker; {_label(fn)} is a plain function: make the factories plain "
+                f"functions"
+            )
+        else:
+
+            @functools.wraps(fn)
+            def with_values(*args: Any, **kwargs: Any) -> Any:
+                return fn(*args, **{**_process.values_for(spec), **kwargs})
+
+        with_values.__fanmap_per_worker__ = spec
+        with_values.__fanmap_call__ = fn
+        wrapped: T = with_values
+        return wrapped
 
     return decorate

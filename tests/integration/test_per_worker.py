@@ -149,8 +149,10 @@ def test_mistakes_are_refused_before_any_work() -> None:
     async def make() -> int:
         return 1
 
-    with pytest.raises(TypeError, match="async factory"):
-        per_worker(model=make)
+    with pytest.raises(TypeError, match=r"async factories.*is a plain function"):
+        per_worker(model=make)(funcs.with_model)
+    with pytest.raises(TypeError, match=r"async factories.*is a plain function"):
+        per_worker(model=make)(parallel(funcs.with_model))
 
 
 def test_decorators_stack_in_any_order(tmp_path: Path) -> None:

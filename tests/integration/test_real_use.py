@@ -72,14 +72,16 @@ def test_failure_kwargs_hold_the_maps_keywords() -> None:
     assert out[1].args == (3,)
 
 
-def test_async_functions_are_refused_at_decoration() -> None:
-    async def fetch(x: int) -> int:
-        return x
+def test_async_generators_are_refused_and_partials_of_async_functions_run() -> None:
+    async def fetch(x: int, k: int) -> int:
+        return x * k
 
-    with pytest.raises(TypeError, match="fetch is an async def function"):
-        parallel(fetch)
-    with pytest.raises(TypeError, match="async def"):
-        pmap(functools.partial(fetch), [1])
+    async def pages(x: int) -> Any:
+        yield x
+
+    with pytest.raises(TypeError, match="pages is an async generator function"):
+        parallel(pages)
+    assert pmap(functools.partial(fetch, k=3), [1, 2], backend="thread", workers=2) == [3, 6]
 
 
 def test_partials_and_callable_objects_work(backend: Any) -> None:
