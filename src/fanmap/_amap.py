@@ -350,7 +350,7 @@ class AsyncMethods:
     ) -> Any:
         mode, items = _plan(self, iterables, kwargs, what)
         options = self._resolve({"ordered": ordered})
-        start = _starter(self, mode, kwargs, options, max(16, 4 * options.workers))
+        start = _starter(self, mode, kwargs, options, self._window(options))
         return AsyncResults(start, items)
 
     @overload

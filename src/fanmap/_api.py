@@ -408,6 +408,12 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
         # Raised outside the handler, so that its chain stays the one made in the worker.
         raise _without_our_frames(error)
 
+    def _window(self, options: Options) -> int:
+        """How many chunks a lazy run keeps out (running, or done and waiting for their
+        turn): a few per call a worker can hold at once."""
+        per_worker = options.concurrency if self._is_async else 1
+        return max(16, 4 * options.workers * per_worker)
+
     def _lazy(
         self, ordered: bool, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any], what: str
     ) -> Iterator[R]:
@@ -415,7 +421,7 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
         if self._is_async:
             refuse_running_loop(self.__name__, what)
         options = self._resolve({"ordered": ordered})
-        window = max(16, 4 * options.workers)
+        window = self._window(options)
         return _stream(self._run(mode, Source(items), kwargs, options, window))
 
     @overload

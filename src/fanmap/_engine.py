@@ -415,6 +415,12 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
     exhausted = False
     finished = False
     pool.begin(run.spec)
+    if sizer.batch is not None and staged is not None and run.store is None:
+        # Async calls that run together in one chunk (Dask): the first chunk is a full one.
+        want = sizer.size(0, pool.limit())
+        more = run.source.take(want - len(staged), block=True) if want > len(staged) else []
+        exhausted = more is None
+        staged = [*staged, *(more or ())]
     try:
         while True:
             ready: list[Block] = []

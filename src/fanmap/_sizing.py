@@ -81,7 +81,7 @@ class Sizer:
         if self.batch is not None:  # spread over the workers, up to `batch` calls each
             size = self.batch
             if self.total is not None:
-                size = max(1, min(size, math.ceil((self.total - position) / self.workers)))
+                size = max(1, min(size, math.ceil(self.total / self.workers)))
         elif self.fixed is not None:
             size = self.fixed
         elif self.per_item is None or self.per_item >= self.slow:
