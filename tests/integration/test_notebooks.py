@@ -116,6 +116,26 @@ def test_prints_of_workers_land_in_the_cell(kernel: Kernel) -> None:
     assert sorted(err.splitlines()) == [f"warn {i}" for i in range(4)]
 
 
+def test_async_functions_of_a_cell_are_awaited_at_the_top_level(kernel: Kernel) -> None:
+    out, err, error = kernel.run(
+        "import asyncio\n"
+        "@parallel(workers=2, concurrency=8)\n"
+        "async def fetch(x):\n    await asyncio.sleep(0.01)\n    return x * 3\n"
+        "print(await fetch.amap(range(6)))\n"
+        "print([r async for r in fetch.aimap(range(3))])\n"
+        "print(await pmap_cell.amap([-1, -2]) if (pmap_cell := parallel(abs, workers=2)) else None)\n"
+        "try:\n    fetch.map([1])\nexcept RuntimeError as exc:\n    print('refused', 'amap' in str(exc))\n"
+    )
+    assert error == "", error
+    assert out.splitlines() == ["[0, 3, 6, 9, 12, 15]", "[0, 3, 6]", "[1, 2]", "refused True"], err
+    _, _, error = kernel.run(
+        "async def broken(x):\n    await asyncio.sleep(0)\n    return {}[x]\n\n"
+        "await parallel(broken, workers=2).amap(['k'])"
+    )
+    assert re.search(r"----> 3 +return \{\}\[x\]", error), error
+    assert "KeyError: 'k'" in error
+
+
 def test_workers_die_with_a_killed_kernel_and_a_restarted_kernel_maps(kernel: Kernel) -> None:
     marks = kernel.workdir / "marks"
     marks.mkdir()

@@ -182,3 +182,25 @@ def test_busy_workers_die_with_their_killed_caller(start_method: Any, tmp_path: 
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(p) for p in pids), f"busy workers outlived their killed caller ({start_method})"
+
+
+def test_async_functions_of_a_script_run_as_processes_x_coroutines(start_method: Any, tmp_path: Path) -> None:
+    proc = run_script(SCRIPTS / "async_in_script.py", start_method, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "late: [0, 10, 20, 30, 40, 'TaskTimeoutError', 60, 70]",
+        "crashed: 3 True",
+        "amap: [10, 20, 30]",
+    ]
+    frame = re.search(r'File "([^"]*async_in_script\.py)", line (\d+), in parse\n(.*)\n', proc.stderr)
+    assert frame is not None, proc.stderr
+    assert frame.group(3).strip() == "return table[text] * 10"
+    assert "KeyError: 'two'" in proc.stderr
+    assert "fanmap: raised by item 1 ('two',)" in proc.stderr
+
+
+def test_the_async_crawler_example_runs_as_a_script(start_method: Any, tmp_path: Path) -> None:
+    out = _ok(run_script(ROOT / "examples" / "crawler.py", start_method, tmp_path))
+    lines = out.splitlines()
+    assert lines[0] == "map: 200 pages, 28690 bytes; the first: [('/page/0', 142), ('/page/1', 142)]"
+    assert lines[2:] == ["amap: 50 pages, the first /page/0", "aimap: ['/page/0', '/page/1', '/page/2']"]
