@@ -49,7 +49,12 @@ class Sizer:
         self.batch: int | None = None
         if concurrency is not None:
             size = min(options.chunksize or 1, concurrency)
-            if together:  # chunks of one call each, `concurrency` of them in each worker
+            if together:
+                # Small chunks, `concurrency` calls' worth of them in each worker: one call
+                # a chunk for a short map (spread over every worker), up to an eighth of
+                # `concurrency` for a long one (fewer messages).
+                if options.chunksize is None and total is not None:
+                    size = max(1, min(concurrency // 8, total // (workers * concurrency * 4)))
                 self.fixed = size
                 self.held = max(1, concurrency // size)
             elif options.chunksize is not None:

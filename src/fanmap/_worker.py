@@ -40,8 +40,8 @@ from multiprocessing.connection import Connection
 from typing import Any, Final
 
 from . import _context
-from ._aio import LoopThread, call_chunk_async, loop_thread
 from ._args import CallMode
+from ._aworker import IDLE, serve_async
 from ._bigargs import Inbound
 from ._calls import Calls, call_chunk, callable_of
 from ._errors import SerializationError, WorkerInitError
@@ -102,23 +102,6 @@ def _reply(
             captured[pos] = capture(error)
             results[pos] = None
     return dumps((results, captured, elapsed, *end))
-
-
-def _loop() -> LoopThread:
-    """This worker's event loop (for async functions), started on first use."""
-    return loop_thread("worker-loop")
-
-
-async def _run_async(spec: Calls, start: int, items: Any, send: Any) -> None:
-    """Run a chunk of async calls in the worker's loop; send its reply, naming the chunk."""
-    begun = time.perf_counter()
-    try:
-        results, errors = await call_chunk_async(spec, items)
-        reply = _reply(results, errors, time.perf_counter() - begun, start)
-    except BaseException as exc:  # fanmap's own failure: the chunk's items fail with it
-        reply = _reply([], {WHOLE_CHUNK: exc}, 0.0, start)
-    flush_output()
-    send(reply)
 
 
 def _release_inherited_sockets() -> None:
@@ -246,33 +229,31 @@ def _serve(
     def step(label: str) -> None:
         send(pickle.dumps((INIT, label)))
 
-    in_flight: set[Any] = set()  # chunks of an async function running in the loop
+    carried: Any = IDLE  # a message an async run handed back, to handle here
 
     while True:
-        if not tasks.poll(1.0):
+        if carried is not IDLE:
+            message, carried = carried, IDLE
+        elif not tasks.poll(1.0):
             if os.getppid() != parent:
                 return
-            if in_flight:
-                in_flight = {f for f in in_flight if not f.done()}
-                if in_flight:
-                    continue
-                idle_since = time.monotonic()
             if time.monotonic() - idle_since > idle_timeout:
                 # Say so first: work the caller sent meanwhile is then run elsewhere,
                 # not counted as a crash of this worker.
                 send(pickle.dumps((IDLE_EXIT,)))
                 return
             continue
-        try:
-            data = tasks.recv_bytes()
-        except EOFError:
-            return
-        try:
-            message = pickle.loads(data)
-            if message is not None and message[0] == TASK_SHM:
-                message = inbound.loads(message[2], message[1])
-        except Exception as exc:
-            message = (TASK, None, exc)
+        else:
+            try:
+                data = tasks.recv_bytes()
+            except EOFError:
+                return
+            try:
+                message = pickle.loads(data)
+                if message is not None and message[0] == TASK_SHM:
+                    message = inbound.loads(message[2], message[1])
+            except Exception as exc:
+                message = (TASK, None, exc)
         if message is None:
             return
         if isinstance(message, Setup):
@@ -296,19 +277,20 @@ def _serve(
             error.__cause__ = problem
             send(_reply([], {WHOLE_CHUNK: error}, 0.0))
             continue
-        loop = _loop() if spec.is_async else None
+        if spec.is_async:  # its chunks run together in the worker's event loop
+            carried, made = serve_async(tasks, inbound, spec, pending, message, send, step, _reply)
+            pending = None if made else pending
+            idle_since = time.monotonic()
+            continue
         if pending is not None:
             try:
-                values = made_here("process").values_for(pending, step, loop.run if loop else None)
+                values = made_here("process").values_for(pending, step)
             except WorkerInitError as exc:
                 flush_output()
                 send(_reply([], {WHOLE_CHUNK: exc}, 0.0))
                 continue
             spec, pending = (spec.with_keywords(values) if pending.inject else spec), None
             send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
-        if loop is not None:  # runs in the loop with the others; replies when it is done
-            in_flight.add(loop.start(_run_async(spec, message[1], items, send)))
-            continue
         begun = time.perf_counter()
         results, errors = call_chunk(spec, items)
         reply = _reply(results, errors, time.perf_counter() - begun)

@@ -184,12 +184,17 @@ def test_a_plain_functions_map_is_not_refused_in_a_loop() -> None:
 
 def test_dask_runs_async_functions_concurrently(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
         from fanmap import DaskBackend
 
-        pf = parallel(afuncs.slow_on, backend=DaskBackend(client), concurrency=8, timeout=1.0, on_error="return")
+        pf = parallel(
+            afuncs.slow_on, backend=DaskBackend(client), concurrency=8, timeout=1.0, on_error="return"
+        )
         out = pf.map(range(10), bad=4)
         assert isinstance(out[4], Failure) and isinstance(out[4].exception, TaskTimeoutError)
         assert len([o for o in out if not isinstance(o, Failure)]) == 9

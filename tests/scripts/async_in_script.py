@@ -7,6 +7,7 @@ import signal
 
 from fanmap import Failure, parallel
 
+
 @parallel(workers=2, concurrency=4, timeout=1.0, on_error="return")
 async def visit(x):
     await asyncio.sleep(30 if x == 5 else 0.01)

@@ -82,3 +82,36 @@ square.map([1], [2])  # type: ignore[call-overload]
 add.starmap([("x", "y")])  # type: ignore[list-item]
 crawl.map([1])  # type: ignore[list-item]
 parallel(backend="gpu")  # type: ignore[call-overload]
+
+
+# Async def functions: maps give what the coroutines return; a plain call, the coroutine.
+@parallel(workers=2, concurrency=64)
+async def download(url: str) -> bytes:
+    return url.encode()
+
+
+@parallel
+async def aratio(a: int, b: int) -> float:
+    return a / b
+
+
+async def _from_async_code() -> None:
+    assert_type(await download.amap(["a"]), list[bytes])
+    assert_type(await square.amap(range(3)), list[int])
+    assert_type(await aratio.amap([1], [2]), list[float])
+    async for page in download.aimap(["a"]):
+        assert_type(page, bytes)
+    async for n in square.aimap_unordered(range(3)):
+        assert_type(n, int)
+    assert_type(await download.asubmit("a"), bytes)
+    assert_type(await square.asubmit(2), int)
+    assert_type(await download("a"), bytes)
+
+
+as_async: fanmap.AsyncParallelFunction[[str], bytes] = download
+assert_type(download.map(["a"]), list[bytes])
+assert_type(aratio.map([1], [2]), list[float])
+assert_type(download.imap(["a"]), Iterator[bytes])
+assert_type(download.submit("a"), Future[bytes])
+assert_type(download.options(concurrency=8).map(["a"]), list[bytes])
+assert_type(pmap(download.__wrapped__, ["a"]), list[bytes])
