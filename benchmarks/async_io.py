@@ -21,7 +21,6 @@ import concurrent.futures as cf
 import multiprocessing
 import time
 from collections.abc import Callable
-from typing import Any
 
 from benchmarks._common import machine, median, table, timed, versions
 
@@ -57,7 +56,7 @@ async def _gathered(n: int, limit: int) -> list[int]:
 
 
 def _nap_case(repeats: int) -> list[list[object]]:
-    from aiomultiprocess import Pool
+    from aiomultiprocess import Pool  # type: ignore[import-untyped]
 
     from fanmap import parallel
 
@@ -70,7 +69,7 @@ def _nap_case(repeats: int) -> list[list[object]]:
         async with Pool(processes=PROCESSES, childconcurrency=COROUTINES) as pool:
             await pool.map(anap, range(256))  # its pool lives for one block: warm it there
             began = time.perf_counter()
-            out = await pool.map(anap, range(CALLS))
+            out: list[int] = await pool.map(anap, range(CALLS))
             aiomp_seconds.append(time.perf_counter() - began)
             return out
 
