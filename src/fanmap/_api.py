@@ -681,10 +681,12 @@ def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
             tqdm bar, or a callable ``(done, total)``); ``start_method``
             (``"fork"``, ``"spawn"``, ``"forkserver"``); ``max_tasks_per_worker``;
             ``buffersize`` (the most items ``imap`` reads ahead); ``checkpoint`` (a
-            file that records results, so that a rerun resumes).
+            file that records results, so that a rerun resumes); ``concurrency``
+            (for an ``async def`` function: calls in flight at once in each worker).
 
     Returns:
-        A `ParallelFunction`, or a decorator that makes one.
+        A `ParallelFunction` (an `AsyncParallelFunction` for an ``async def``
+        function), or a decorator that makes one.
 
     Raises:
         TypeError: An unknown option, or a value of the wrong type.
