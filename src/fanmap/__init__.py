@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import typing as _typing
 
-from ._api import AsyncParallelFunction as AsyncParallelFunction
 from ._api import ParallelFunction as ParallelFunction
-from ._api import parallel as parallel
-from ._api import pmap as pmap
 from ._args import Args as Args
 from ._checkpoint import Checkpoint as Checkpoint
 from ._checkpoint import CheckpointError as CheckpointError
@@ -34,6 +31,9 @@ from ._executor import Executor as Executor
 from ._managed import Dict as Dict
 from ._managed import List as List
 from ._managed import Queue as Queue
+from ._parallel import AsyncParallelFunction as AsyncParallelFunction
+from ._parallel import parallel as parallel
+from ._parallel import pmap as pmap
 from ._perworker import per_worker as per_worker
 from ._pools import shutdown as shutdown
 from ._shared import shared_state as shared_state

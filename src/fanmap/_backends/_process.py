@@ -25,23 +25,19 @@ from __future__ import annotations
 import collections
 import contextlib
 import multiprocessing
-import os
 import pickle
-import signal
 import time
 from collections.abc import Hashable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from typing import Any, Final
 
-from .. import _pools
 from .._aio import GRACE
 from .._args import CallMode, arguments_of
 from .._bigargs import Outbound
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options, cpu_count
 from .._errors import SerializationError, WorkerInitError
-from .._forward import OUT, deliver, log_levels
-from .._mainmod import without_main
+from .._forward import deliver, log_levels
 from .._serialize import (
     PROTOCOL,
     describe,
@@ -50,182 +46,15 @@ from .._serialize import (
     find_unpicklable,
     find_unpicklable_capture,
 )
-from .._traceback import capture, rebuild
+from .._traceback import rebuild
 from .._wire import IDLE_EXIT, INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
-from .._worker import started_at, worker_main
 from . import Unsendable, wait_timeout
+from ._procworker import Worker, death, unreadable
 
 __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
 
-_PIPE_SIZE: Final = 1 << 20
-#: Seconds between SIGTERM and SIGKILL when a worker is stopped for a timeout.
-_TERM_GRACE: Final = 0.5
 #: Seconds idle workers get to stop by themselves (and tear down) when a pool closes.
 _STOP_GRACE: Final = 5.0
-
-
-def _grow_pipe(conn: Connection) -> int:
-    """Enlarge a pipe's buffer where the OS allows it; return its capacity."""
-    try:
-        import fcntl
-
-        return int(fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE))
-    except (ImportError, AttributeError, OSError):  # pragma: no cover - not Linux
-        return 1 << 16
-
-
-def _death(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "stopped"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:  # pragma: no cover - unknown signal number
-            name = f"signal {-exitcode}"
-        return f"was killed by {name}"
-    if exitcode == 0:
-        return "exited with code 0 (os._exit or sys.exit in the function?)"
-    return f"exited with code {exitcode}"
-
-
-class _Worker:
-    __slots__ = (
-        "begun",
-        "calls",
-        "capacity",
-        "chunks",
-        "idle_exited",
-        "index",
-        "init_since",
-        "initializing",
-        "label",
-        "process",
-        "replies",
-        "retiring",
-        "sentinel",
-        "setup",
-        "started",
-        "tasks",
-    )
-
-    def __init__(self, index: int, context: Any, blas_threads: int, state: dict[str, Any]) -> None:
-        tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
-        replies_r, replies_w = multiprocessing.Pipe(duplex=False)
-        self.index = index
-        self.tasks: Connection = tasks_w
-        self.replies: Connection = replies_r
-        self.capacity = _grow_pipe(tasks_w)
-        _grow_pipe(replies_w)
-        self.process = context.Process(
-            target=worker_main,
-            args=(
-                tasks_r,
-                replies_w,
-                blas_threads,
-                _pools.IDLE_TIMEOUT,
-                state,
-                context.get_start_method() == "fork",
-                (os.getpid(), started_at(os.getpid())),
-            ),
-            name=f"fanmap-worker-{index}",
-        )
-        with without_main():
-            self.process.start()
-        tasks_r.close()
-        replies_w.close()
-        self.sentinel: int = self.process.sentinel
-        self.label = f"worker {index} (pid {self.process.pid})"
-        self.chunks: collections.deque[Chunk] = collections.deque()
-        #: For an async function, when each chunk it holds was sent (they run together).
-        self.begun: dict[int, float] = {}
-        self.setup: bytes | None = None
-        self.started = 0.0
-        self.calls = 0
-        self.retiring = False
-        self.initializing: str | None = None  # the @per_worker factory it runs, if any
-        self.idle_exited = False
-        self.init_since = 0.0
-
-    def send(self, payload: bytes) -> None:
-        self.tasks.send_bytes(payload)
-
-    def gone(self) -> bool:
-        """Whether the worker has exited, however it went and whoever reaped it.
-
-        A worker that is gone is never signalled: if someone else reaped it (a
-        supervisor calling ``os.waitpid(-1, ...)``, ``SIGCHLD`` ignored), its pid may
-        belong to another process already.
-        """
-        return self.process.exitcode is not None or bool(wait([self.sentinel], 0))
-
-    def _drain(self) -> None:
-        """Hand on what an exited worker wrote last: its teardown's log records and prints."""
-        with contextlib.suppress(EOFError, OSError):
-            while self.replies.poll(0):
-                message = pickle.loads(self.replies.recv_bytes())
-                if isinstance(message, tuple):
-                    deliver(message)
-
-    def kill(self) -> int | None:
-        """Stop the worker and its process group at once; return its exit code."""
-        pid = self.process.pid
-        if pid is not None and not self.gone():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return self.reap()
-
-    def terminate(self) -> int | None:
-        """SIGTERM the worker's process group, then SIGKILL what is left."""
-        pid = self.process.pid
-        if pid is not None and not self.gone():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-            self.process.join(_TERM_GRACE)
-        return self.kill()
-
-    def reap(self) -> int | None:
-        self.process.join()  # at once if someone else reaped it: its sentinel is closed
-        self._drain()
-        # The group outlives its leader while a grandchild is in it (if we reaped it
-        # just now, its pid cannot have been reused yet).
-        if self.process.pid is not None and self.process.exitcode is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.tasks.close()
-        self.replies.close()
-        code: int | None = self.process.exitcode
-        try:
-            self.process.close()
-        except ValueError:  # reaped by someone else: its exit code is lost with it
-            _forget(self.process)
-        return code
-
-
-def _unreadable(worker: _Worker, exc: Exception) -> tuple[Any, ...]:
-    """A chunk's reply that cannot be unpickled here, as a reply failing each of its items."""
-    if not worker.chunks:
-        return (OUT, 2, f"fanmap: a message from {worker.label} could not be read ({exc!r})\n")
-    chunk = worker.chunks[0]
-    last = chunk.start + len(chunk.items) - 1
-    which = f"item {last}" if last == chunk.start else f"items {chunk.start} to {last}"
-    error = SerializationError(
-        f"the results of {which} came back "
-        f"from {worker.label} but cannot be rebuilt here ({type(exc).__name__}: {exc}); "
-        f"return plain data"
-    )
-    return [None] * len(chunk.items), {WHOLE_CHUNK: capture(error)}, 0.0
-
-
-def _forget(process: Any) -> None:
-    """Let go of a process object whose child someone else reaped (close its handles)."""
-    import multiprocessing.process
-
-    multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
-    finalizer = getattr(getattr(process, "_popen", None), "finalizer", None)
-    if finalizer is not None:
-        finalizer()
 
 
 def _unpicklable_keyword(kwargs: dict[str, Any]) -> SerializationError:
@@ -280,7 +109,7 @@ class ProcessPool:
         self._blas_threads = max(1, cpu_count() // options.workers)
         self._max_tasks = options.max_tasks_per_worker
         self._state: dict[str, Any] = options.state.prepare() if options.state is not None else {}
-        self._slots: list[_Worker | None] = [None] * options.workers
+        self._slots: list[Worker | None] = [None] * options.workers
         self._setup = b""
         self._mode = CallMode.ONE
         self._fn: Any = None
@@ -333,8 +162,8 @@ class ProcessPool:
                     worker.kill()
                 self._slots[i] = self._start(i)
 
-    def _start(self, index: int) -> _Worker:
-        return _Worker(index, self._context, self._blas_threads, self._state)
+    def _start(self, index: int) -> Worker:
+        return Worker(index, self._context, self._blas_threads, self._state)
 
     def room(self, depth: int) -> int:
         free = 0
@@ -389,7 +218,7 @@ class ProcessPool:
             }
         raise Unsendable(errors)
 
-    def _pick(self, size: int, calls: int = 0) -> _Worker | None:
+    def _pick(self, size: int, calls: int = 0) -> Worker | None:
         """The least busy worker for a message of ``size`` bytes and ``calls`` calls.
 
         A worker with room for the calls under max_tasks_per_worker comes first; if none
@@ -407,7 +236,7 @@ class ProcessPool:
             return None  # would block on a busy worker: wait for an idle one
         return best
 
-    def _send(self, worker: _Worker, chunk: Chunk, payload: bytes) -> None:
+    def _send(self, worker: Worker, chunk: Chunk, payload: bytes) -> None:
         try:
             if worker.setup is not self._setup:
                 worker.send(self._setup)
@@ -467,7 +296,7 @@ class ProcessPool:
         self._dispatch_held()
         return events
 
-    def _init_timed_out(self, worker: _Worker, events: list[Event], limit: float) -> None:
+    def _init_timed_out(self, worker: Worker, events: list[Event], limit: float) -> None:
         """Stop a worker whose @per_worker factories ran too long; fail the map."""
         code = worker.terminate()
         error = WorkerInitError(
@@ -490,7 +319,7 @@ class ProcessPool:
         events.extend(Lost(c, "unstarted", "its worker was stopped", code, worker.label) for c in chunks[1:])
         self._slots[worker.index] = self._start(worker.index)
 
-    def _receive(self, worker: _Worker, events: list[Event]) -> bool:
+    def _receive(self, worker: Worker, events: list[Event]) -> bool:
         """Read one message of a worker; return False if the pipe is closed."""
         try:
             data = worker.replies.recv_bytes()
@@ -499,7 +328,7 @@ class ProcessPool:
         try:
             message = pickle.loads(data)
         except Exception as exc:  # a result that cannot be rebuilt here fails its chunk only
-            message = _unreadable(worker, exc)
+            message = unreadable(worker, exc)
         if deliver(message):  # a log record or printed text, not a chunk's reply
             return True
         if message[0] == INIT:  # a @per_worker factory starts: its time is not a call's
@@ -542,14 +371,14 @@ class ProcessPool:
             self._slots[worker.index] = self._start(worker.index)
         return True
 
-    def _lost(self, worker: _Worker, events: list[Event], timeout: float | None) -> None:
+    def _lost(self, worker: Worker, events: list[Event], timeout: float | None) -> None:
         """Report a dead (or, with ``timeout``, too slow) worker's chunks; replace it."""
         # What it sent before it died (results, log records) still counts.
         while worker.replies.poll(0) and self._receive(worker, events):
             pass
         if timeout is None:
             code = worker.kill()
-            reason = f"{worker.label} {_death(code)}"
+            reason = f"{worker.label} {death(code)}"
             kind = "unstarted" if worker.idle_exited else "crash"
         elif self._async:
             code = worker.terminate()
