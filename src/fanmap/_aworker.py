@@ -30,7 +30,7 @@ from ._forward import flush_output
 from ._perworker import PerWorker, made_here
 from ._wire import INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK
 
-__all__ = ["IDLE", "serve_async", "worker_loop"]
+__all__ = ["IDLE", "read_message", "serve_async", "worker_loop"]
 
 #: Seconds without work after which the worker goes back to its plain loop.
 _LINGER: Final = 0.1
@@ -89,7 +89,7 @@ async def _serve(
         # in the pipe for the plain loop to read.
         try:
             while tasks.poll(0):
-                message = _read(tasks.recv_bytes(), inbound)
+                message = read_message(tasks.recv_bytes(), inbound)
                 if message is not None and message[0] == TASK and not isinstance(message[2], BaseException):
                     start(message)
                     continue
@@ -143,7 +143,9 @@ async def _serve(
         loop.remove_reader(fd)
 
 
-def _read(data: Any, inbound: Inbound) -> Any:
+def read_message(data: Any, inbound: Inbound) -> Any:
+    """A message of the task pipe, unpickled (shared-memory buffers mapped); one that
+    cannot be read becomes ``(TASK, None, exception)``."""
     if data is None:
         return None
     try:

@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from . import _context
 from ._args import CallMode
-from ._aworker import IDLE, serve_async
+from ._aworker import IDLE, read_message, serve_async
 from ._bigargs import Inbound
 from ._calls import Calls, call_chunk, callable_of
 from ._errors import SerializationError, WorkerInitError
@@ -49,7 +49,7 @@ from ._forward import apply_levels, flush_output, forward_output
 from ._perworker import PerWorker, made_here, teardown_process
 from ._serialize import describe, dumps
 from ._traceback import capture
-from ._wire import IDLE_EXIT, INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
+from ._wire import IDLE_EXIT, INIT, INIT_DONE, WHOLE_CHUNK, Setup
 
 __all__ = ["started_at", "worker_main"]
 
@@ -245,15 +245,9 @@ def _serve(
             continue
         else:
             try:
-                data = tasks.recv_bytes()
+                message = read_message(tasks.recv_bytes(), inbound)
             except EOFError:
                 return
-            try:
-                message = pickle.loads(data)
-                if message is not None and message[0] == TASK_SHM:
-                    message = inbound.loads(message[2], message[1])
-            except Exception as exc:
-                message = (TASK, None, exc)
         if message is None:
             return
         if isinstance(message, Setup):
