@@ -140,3 +140,12 @@ async def bump(x: int, *, hits: Value[int]) -> int:
     await asyncio.sleep(0)
     hits.add(1)
     return x
+
+
+async def logged_fails_on(x: int, *, folder: str, bad: int) -> int:
+    """Note each call in a file; fail on ``bad`` while the file ``fix`` is missing."""
+    Path(folder, f"call-{x}-{time.monotonic_ns()}").write_text("")
+    await asyncio.sleep(0)
+    if x == bad and not Path(folder, "fix").exists():
+        raise ValueError(f"item {x} fails")
+    return 2 * x

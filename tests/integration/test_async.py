@@ -335,3 +335,17 @@ def test_asubmit_of_a_plain_function_in_a_process() -> None:
 
 def test_pmap_of_an_async_function() -> None:
     assert pmap(afuncs.double, range(5), workers=2) == [0, 2, 4, 6, 8]
+
+
+def test_a_checkpointed_async_map_resumes_with_what_is_left(tmp_path: Path) -> None:
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    run = tmp_path / "run.sqlite"
+    pf = parallel(afuncs.logged_fails_on, workers=2, concurrency=4, on_error="return", checkpoint=run)
+    first = pf.map(range(12), folder=str(folder), bad=5)
+    assert isinstance(first[5], Failure)
+    assert len(list(folder.glob("call-*"))) == 12
+    (folder / "fix").write_text("")
+    assert pf.map(range(12), folder=str(folder), bad=5) == [2 * x for x in range(12)]
+    assert len(list(folder.glob("call-5-*"))) == 2  # only the failed item ran again
+    assert len(list(folder.glob("call-*"))) == 13
