@@ -56,7 +56,7 @@ async def _gathered(n: int, limit: int) -> list[int]:
 
 
 def _nap_case(repeats: int) -> list[list[object]]:
-    from aiomultiprocess import Pool  # type: ignore[import-untyped]
+    from aiomultiprocess import Pool
 
     from fanmap import parallel
 
