@@ -28,6 +28,8 @@ from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._errors import WorkerInitError as WorkerInitError
 from ._executor import Executor as Executor
+from ._insights import Report as Report
+from ._insights import insights as insights
 from ._managed import Dict as Dict
 from ._managed import List as List
 from ._managed import Queue as Queue
@@ -61,6 +63,7 @@ __all__ = [
     "ParallelFunction",
     "Queue",
     "RemoteError",
+    "Report",
     "SerializationError",
     "SharedStateError",
     "TaskTimeoutError",
@@ -68,6 +71,7 @@ __all__ = [
     "WorkerCrashedError",
     "WorkerInitError",
     "config",
+    "insights",
     "parallel",
     "per_worker",
     "pmap",

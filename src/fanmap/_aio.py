@@ -27,11 +27,12 @@ import functools
 import inspect
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
 from ._args import call_args
-from ._calls import Calls, explained
+from ._calls import Calls, Ran, explained
 from ._errors import TaskTimeoutError, WorkerInitError
 from ._perworker import PerWorker, made_here
 
@@ -91,14 +92,24 @@ async def _one(calls: Calls, item: Any) -> tuple[bool, Any]:
         return False, explained(calls, item, exc)
 
 
-async def call_chunk_async(
-    calls: Calls, items: Sequence[Any]
-) -> tuple[list[Any], dict[int, BaseException] | None]:
+async def _timed(calls: Calls, item: Any) -> tuple[bool, Any, float]:
+    begun = time.perf_counter()
+    ok, value = await _one(calls, item)
+    return ok, value, time.perf_counter() - begun
+
+
+async def call_chunk_async(calls: Calls, items: Sequence[Any]) -> Ran:
     """Call the async function on every item of a chunk, all at once; see `call_chunk`.
 
-    Every item runs (``stop_on_error`` does not apply: the calls run together).
+    Every item runs (``stop_on_error`` does not apply: the calls run together). With
+    ``calls.timed`` each coroutine's seconds come back too.
     """
-    if len(items) == 1:
+    times: list[float] | None = None
+    if calls.timed:
+        timed = await asyncio.gather(*(_timed(calls, item) for item in items))
+        outcomes = [(ok, value) for ok, value, _ in timed]
+        times = [seconds for _, _, seconds in timed]
+    elif len(items) == 1:
         outcomes = [await _one(calls, items[0])]
     else:
         outcomes = await asyncio.gather(*(_one(calls, item) for item in items))
@@ -112,18 +123,18 @@ async def call_chunk_async(
             if errors is None:
                 errors = {}
             errors[pos] = value
-    return results, errors
+    return results, errors, times
 
 
 async def chunk_with_values(
     calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str
-) -> tuple[list[Any], dict[int, BaseException] | None]:
+) -> Ran:
     """`call_chunk_async` with this worker's per-worker values (made first if need be)."""
     if per_worker is not None:
         try:
             values = await made_here(scope).avalues_for(per_worker)
         except WorkerInitError as exc:
-            return [None] * len(items), dict.fromkeys(range(len(items)), exc)
+            return [None] * len(items), dict.fromkeys(range(len(items)), exc), None
         if per_worker.inject:
             calls = calls.with_keywords(values)
     return await call_chunk_async(calls, items)

@@ -161,8 +161,8 @@ async def _chunk(spec: Calls, start: int, items: Any, send: Callable[[bytes], No
     """Run a chunk of async calls; send its reply, naming the chunk."""
     begun = time.perf_counter()
     try:
-        results, errors = await call_chunk_async(spec, items)
-        data = reply(results, errors, time.perf_counter() - begun, start)
+        results, errors, times = await call_chunk_async(spec, items)
+        data = reply(results, errors, time.perf_counter() - begun, start, times)
     except Exception as exc:  # fanmap's own failure: the chunk's items fail with it
         data = reply([], {WHOLE_CHUNK: exc}, 0.0, start)
     flush_output()

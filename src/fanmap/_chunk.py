@@ -60,6 +60,10 @@ class Done:
     errors: dict[int, BaseException] | None
     elapsed: float
     worker: str
+    #: Each call's seconds, when the calls were timed (``fanmap.insights()``).
+    times: list[float] | None = None
+    #: Seconds the worker's @per_worker factories took before this chunk ran.
+    setup: float = 0.0
 
 
 @dataclasses.dataclass(slots=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
@@ -40,6 +41,7 @@ from ._errors import (
     WorkerCrashedError,
     WorkerInitError,
 )
+from ._insights import MapRecord, describer, recorder
 from ._policy import SKIPPED, Policy
 from ._progress import open_reporter
 from ._serialize import describe, short_repr
@@ -89,6 +91,8 @@ class _Run:
         self.first: Sequence[Any] | None = None
         #: The checkpoint file's records (``checkpoint=``), if any.
         self.store: Store | None = None
+        #: What ``fanmap.insights()`` records of this run, if it is on.
+        self.insight: MapRecord | None = None
         self.retry: deque[Chunk] = deque()
         self.in_flight = 0
         self.reporter = open_reporter(options.progress, source.total, label)
@@ -162,6 +166,8 @@ class _Run:
                 continue
             index = chunk.start + pos
             if self.policy.retry(index, error):
+                if self.insight is not None:
+                    self.insight.retried(index)
                 if values:
                     blocks.append((chunk.start + begin, values))
                 begin, values = pos + 1, []
@@ -250,6 +256,8 @@ class _Run:
                 exitcode=event.exitcode,
             )
         if self.policy.retry(index, error):
+            if self.insight is not None:
+                self.insight.retried(index)
             self.retry.appendleft(chunk)
             return []
         again = self.policy.tries(index)
@@ -341,7 +349,10 @@ def execute(
         return
     policy = Policy(options.on_error, options.retries, options.retry_on)
     is_async = is_async_function(fn)
-    calls = Calls(fn, mode, kwargs, policy.stop_on_error and not is_async, is_async, options.timeout)
+    record = recorder(label or label_of(fn), backend.name, options.workers, describer(mode), is_async)
+    calls = Calls(
+        fn, mode, kwargs, policy.stop_on_error and not is_async, is_async, options.timeout, record is not None
+    )
     run = _Run(
         RunSpec(calls, ref, options.timeout, state, per_worker, options.concurrency if is_async else None),
         policy,
@@ -352,12 +363,15 @@ def execute(
         label,
     )
     run.first, first = first, None
+    run.insight = record
     if options.checkpoint is not None:
         run.store = Store(options.checkpoint, _qualified(fn), kwargs)
     try:
         with _pools.lease(backend, options) as pool:
             yield from _drive(run, pool, stop)
     finally:
+        if record is not None:
+            record.finish()
         if run.reporter is not None:
             run.reporter.close()
         if run.store is not None:
@@ -393,6 +407,12 @@ class _Orderer:
         return out
 
 
+def _holder(pool: Pool, chunk: Chunk) -> str | None:
+    """Which worker holds a chunk, if the pool can say (for ``insights().running()``)."""
+    holder = getattr(pool, "holder", None)
+    return holder(chunk) if holder is not None else None
+
+
 class Stopped(Exception):
     """The run was stopped from another thread (``stop`` was set)."""
 
@@ -408,6 +428,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
     )
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter
+    record = run.insight
     skips = run.policy.skips
     live = run.source.live
     position = 0  # index of the next new item
@@ -463,7 +484,12 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                     position += len(staged)
                     staged = None
                 try:
-                    sent = pool.submit(chunk)
+                    if record is None:
+                        sent = pool.submit(chunk)
+                    else:
+                        began = time.perf_counter()
+                        sent = pool.submit(chunk)
+                        record.sent(chunk, sent, time.perf_counter() - began, _holder(pool, chunk))
                 except Unsendable as exc:
                     bad = exc
                 else:
@@ -486,6 +512,11 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 wait = _STOP_POLL if wait is None else min(wait, _STOP_POLL)
             for event in pool.wait(wait):
                 run.back(event.chunk)
+                if record is not None:
+                    if isinstance(event, Done):
+                        record.done(event, time.perf_counter())
+                    else:
+                        record.lost(event, time.perf_counter())
                 if isinstance(event, Done):
                     sizer.measure(len(event.results), event.elapsed)
                     ready.extend(run.done(event))

@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from . import _pools
-from ._calls import Calls, call_chunk
+from ._calls import Calls, Ran, call_chunk
 from ._errors import WorkerInitError
 
 __all__ = [
@@ -312,9 +312,7 @@ _process = Made()
 _threads = threading.local()
 
 
-def call_with_values(
-    calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str
-) -> tuple[list[Any], dict[int, BaseException] | None]:
+def call_with_values(calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str) -> Ran:
     """`call_chunk` with the per-worker values of this worker (made first if need be).
 
     A factory that fails fails every item of the chunk with the same `WorkerInitError`.
@@ -323,7 +321,7 @@ def call_with_values(
         try:
             values = made_here(scope).values_for(per_worker)
         except WorkerInitError as exc:
-            return [None] * len(items), dict.fromkeys(range(len(items)), exc)
+            return [None] * len(items), dict.fromkeys(range(len(items)), exc), None
         if per_worker.inject:
             calls = calls.with_keywords(values)
     return call_chunk(calls, items)

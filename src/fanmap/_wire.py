@@ -41,8 +41,8 @@ class Setup(NamedTuple):
 
     #: The pickled function (by reference when importable, else by value).
     function: bytes
-    #: The pickled ``(mode, keywords, stop_on_error, is_async, timeout)``, large buffers
-    #: in shared memory.
+    #: The pickled ``(mode, keywords, stop_on_error, is_async, timeout, timed)``, large
+    #: buffers in shared memory.
     calls: bytes
     #: The shared-memory segments ``calls`` refers to.
     descriptors: list[tuple[str, int]]

@@ -74,19 +74,28 @@ def _limit_blas_threads(threads: int) -> None:
 def _load(setup: Setup, state: dict[str, Any], inbound: Inbound) -> tuple[Calls, PerWorker | None]:
     apply_levels(setup.log_levels)
     fn = callable_of(pickle.loads(setup.function))
-    mode, kwargs, stop_on_error, is_async, timeout = inbound.loads(setup.calls, setup.descriptors)
+    mode, kwargs, stop_on_error, is_async, timeout, timed = inbound.loads(setup.calls, setup.descriptors)
     per_worker = pickle.loads(setup.per_worker) if setup.per_worker is not None else None
-    return Calls(fn, CallMode(mode), {**state, **kwargs}, stop_on_error, is_async, timeout), per_worker
+    calls = Calls(fn, CallMode(mode), {**state, **kwargs}, stop_on_error, is_async, timeout, timed)
+    return calls, per_worker
 
 
 def _reply(
-    results: list[Any], errors: dict[int, BaseException] | None, elapsed: float, start: int | None = None
+    results: list[Any],
+    errors: dict[int, BaseException] | None,
+    elapsed: float,
+    start: int | None = None,
+    times: list[float] | None = None,
 ) -> bytes:
-    """A chunk's reply; an async chunk's names its first item (they finish in any order)."""
+    """A chunk's reply; an async chunk's names its first item (they finish in any order).
+
+    Timed calls send ``(elapsed, times)`` in the place of ``elapsed``.
+    """
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
     end = () if start is None else (start,)
+    took = elapsed if times is None else (elapsed, times)
     try:
-        return dumps((results, captured, elapsed, *end))
+        return dumps((results, captured, took, *end))
     except Exception:
         pass
     # Some result cannot be pickled: fail just those items, with a message naming them.
@@ -101,7 +110,7 @@ def _reply(
             )
             captured[pos] = capture(error)
             results[pos] = None
-    return dumps((results, captured, elapsed, *end))
+    return dumps((results, captured, took, *end))
 
 
 def _release_inherited_sockets() -> None:
@@ -286,8 +295,8 @@ def _serve(
             spec, pending = (spec.with_keywords(values) if pending.inject else spec), None
             send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
         begun = time.perf_counter()
-        results, errors = call_chunk(spec, items)
-        reply = _reply(results, errors, time.perf_counter() - begun)
+        results, errors, times = call_chunk(spec, items)
+        reply = _reply(results, errors, time.perf_counter() - begun, None, times)
         flush_output()
         send(reply)
         idle_since = time.monotonic()

@@ -15,7 +15,7 @@ def half(x: int, *, by: int = 2) -> float:
 
 def test_every_item_is_called_once_and_failures_keep_their_position() -> None:
     calls = Calls(half, CallMode.ONE, {"by": 4})
-    results, errors = call_chunk(calls, [4, -1, 8, -2])
+    results, errors, _ = call_chunk(calls, [4, -1, 8, -2])
     assert results == [1.0, None, 2.0, None]
     assert errors is not None
     assert sorted(errors) == [1, 3]
@@ -23,18 +23,18 @@ def test_every_item_is_called_once_and_failures_keep_their_position() -> None:
 
 
 def test_nothing_failed_means_no_errors() -> None:
-    assert call_chunk(Calls(half, CallMode.ONE, {}), [2, 4]) == ([1.0, 2.0], None)
+    assert call_chunk(Calls(half, CallMode.ONE, {}), [2, 4]) == ([1.0, 2.0], None, None)
 
 
 def test_stop_on_error_ends_the_chunk_at_the_first_failure() -> None:
-    results, errors = call_chunk(Calls(half, CallMode.ONE, {}, stop_on_error=True), [2, -1, 4])
+    results, errors, _ = call_chunk(Calls(half, CallMode.ONE, {}, stop_on_error=True), [2, -1, 4])
     assert results == [1.0, None]
     assert errors is not None
     assert list(errors) == [1]
 
 
 def test_the_traceback_starts_at_the_users_function() -> None:
-    _, errors = call_chunk(Calls(half, CallMode.ONE, {}), [-1])
+    _, errors, _ = call_chunk(Calls(half, CallMode.ONE, {}), [-1])
     assert errors is not None
     tb = errors[0].__traceback__
     assert tb is not None
@@ -42,8 +42,8 @@ def test_the_traceback_starts_at_the_users_function() -> None:
 
 
 def test_star_and_args_modes() -> None:
-    assert call_chunk(Calls(pow, CallMode.STAR, {}), [(2, 3), (3, 2)]) == ([8, 9], None)
-    results, errors = call_chunk(Calls(half, CallMode.ARGS, {"by": 1}), [(3,), Args(8, by=4), 7])
+    assert call_chunk(Calls(pow, CallMode.STAR, {}), [(2, 3), (3, 2)]) == ([8, 9], None, None)
+    results, errors, _ = call_chunk(Calls(half, CallMode.ARGS, {"by": 1}), [(3,), Args(8, by=4), 7])
     assert results[:2] == [3.0, 2.0]
     assert errors is not None
     assert "this item is an int object: 7" in str(errors[2])
@@ -62,3 +62,16 @@ def test_callable_of_unwraps_a_decorated_object() -> None:
 
     assert callable_of(Decorated()) is half
     assert callable_of(half) is half
+
+
+def test_timed_calls_give_each_calls_seconds_and_keep_positions() -> None:
+    calls = Calls(half, CallMode.ONE, {"by": 4}, timed=True)
+    results, errors, times = call_chunk(calls, [4, -1, 8])
+    assert results == [1.0, None, 2.0]
+    assert errors is not None
+    assert list(errors) == [1]
+    assert times is not None
+    assert len(times) == 3
+    assert all(t >= 0 for t in times)
+    big = [4] * 1000  # a chunk of tiny calls is timed whole, not call by call
+    assert call_chunk(calls, big)[2] is None

@@ -21,7 +21,7 @@ Outcome = Callable[[Calls, Chunk], Event]
 
 
 def ran(calls: Calls, chunk: Chunk) -> Event:
-    results, errors = call_chunk(calls, chunk.items)
+    results, errors, _ = call_chunk(calls, chunk.items)
     return Done(chunk, results, errors, 0.001, "fake worker")
 
 
@@ -209,7 +209,7 @@ def test_fail_fast_asks_workers_to_stop_at_the_first_failure(monkeypatch: pytest
 
 def test_a_chunk_stopped_short_has_the_rest_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
     def stops_at_first_failure(calls: Calls, chunk: Chunk) -> Event:
-        results, errors = call_chunk(Calls(calls.fn, calls.mode, calls.kwargs, True), chunk.items)
+        results, errors, _ = call_chunk(Calls(calls.fn, calls.mode, calls.kwargs, True), chunk.items)
         return Done(chunk, results, errors, 0.001, "fake worker")
 
     out, _ = run(

@@ -59,18 +59,19 @@ def _distributed() -> Any:
 
 def run_chunk(
     calls: Calls, kwargs: dict[str, Any], per_worker: PerWorker | None, items: Any
-) -> tuple[list[Any], Any, float]:
+) -> tuple[list[Any], Any, Any]:
     """The task: run a chunk on a Dask worker, as a local worker would."""
     begun = time.perf_counter()
     calls = dataclasses.replace(calls, kwargs=kwargs)
     if calls.is_async:  # in the worker's event loop, with the calls of other tasks
         loop = loop_thread("worker-loop", _context.mark_task_thread)
-        results, errors = loop.run(chunk_with_values(calls, per_worker, items, "process"))
+        results, errors, times = loop.run(chunk_with_values(calls, per_worker, items, "process"))
     else:
         with _context.task_scope():  # a parallel function called in here runs serially
-            results, errors = call_with_values(calls, per_worker, items, "process")
+            results, errors, times = call_with_values(calls, per_worker, items, "process")
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
-    return results, captured, time.perf_counter() - begun
+    elapsed = time.perf_counter() - begun
+    return results, captured, elapsed if times is None else (elapsed, times)
 
 
 class DaskPool:
@@ -187,7 +188,8 @@ class DaskPool:
         if future.status == "finished":
             results, captured, elapsed = future.result()
             errors = None if not captured else {pos: rebuild(info) for pos, info in captured.items()}
-            return Done(chunk, results, errors, elapsed, "a Dask worker")
+            elapsed, times = elapsed if isinstance(elapsed, tuple) else (elapsed, None)
+            return Done(chunk, results, errors, elapsed, "a Dask worker", times)
         try:
             exc = future.exception(timeout=30)  # fetched from the scheduler: a round trip
         except BaseException as err:  # cancelled by Dask itself

@@ -135,7 +135,7 @@ class ProcessPool:
         self._mode = spec.calls.mode
         self._fn = spec.calls.fn
         calls = spec.calls
-        run = (int(calls.mode), calls.kwargs, calls.stop_on_error, calls.is_async, calls.timeout)
+        run = (int(calls.mode), calls.kwargs, calls.stop_on_error, calls.is_async, calls.timeout, calls.timed)
         self._async = calls.is_async
         try:
             rest, descriptors = self._outbound.dumps(run)
@@ -171,6 +171,13 @@ class ProcessPool:
             if w is not None and not w.retiring:
                 free += max(0, depth - len(w.chunks))
         return free - len(self._held)
+
+    def holder(self, chunk: Chunk) -> str | None:
+        """The worker a chunk was sent to (None: it waits for a free one)."""
+        for w in self._slots:
+            if w is not None and chunk in w.chunks:
+                return w.label
+        return None
 
     def limit(self) -> int | None:
         if self._max_tasks is None:
@@ -341,6 +348,7 @@ class ProcessPool:
             return True
         if message[0] == INIT_DONE:
             worker.initializing = None
+            worker.setup_seconds = time.monotonic() - worker.init_since
             worker.started = time.monotonic()
             worker.begun = dict.fromkeys(worker.begun, worker.started)
             return True
@@ -364,7 +372,9 @@ class ProcessPool:
                 error = errors[WHOLE_CHUNK]
                 errors = dict.fromkeys(range(len(chunk.items)), error)
                 results = [None] * len(chunk.items)
-        events.append(Done(chunk, results, errors, elapsed, worker.label))
+        elapsed, times = elapsed if isinstance(elapsed, tuple) else (elapsed, None)
+        events.append(Done(chunk, results, errors, elapsed, worker.label, times, worker.setup_seconds))
+        worker.setup_seconds = 0.0
         if worker.retiring and not worker.chunks:
             worker.send(pickle.dumps(None))
             worker.reap()

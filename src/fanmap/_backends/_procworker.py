@@ -68,6 +68,7 @@ class Worker:
         "retiring",
         "sentinel",
         "setup",
+        "setup_seconds",
         "started",
         "tasks",
     )
@@ -109,6 +110,7 @@ class Worker:
         self.initializing: str | None = None  # the @per_worker factory it runs, if any
         self.idle_exited = False
         self.init_since = 0.0
+        self.setup_seconds = 0.0  # its @per_worker factories' time, for the next chunk's Done
 
     def send(self, payload: bytes) -> None:
         self.tasks.send_bytes(payload)

@@ -60,8 +60,8 @@ class SerialPool:
             self._start(self._loop, self._calls, chunk)
             return None
         begun = time.perf_counter()
-        results, errors = call_with_values(self._calls, self._per_worker, chunk.items, "process")
-        self._done.append(Done(chunk, results, errors, time.perf_counter() - begun, "the caller"))
+        results, errors, times = call_with_values(self._calls, self._per_worker, chunk.items, "process")
+        self._done.append(Done(chunk, results, errors, time.perf_counter() - begun, "the caller", times))
         return None
 
     def _start(self, loop: LoopThread, calls: Calls, chunk: Chunk) -> None:
@@ -72,12 +72,13 @@ class SerialPool:
         def finished(future: Any) -> None:
             if future.cancelled():
                 return
+            times: list[float] | None = None
             try:
-                results, errors = future.result()
+                results, errors, times = future.result()
             except BaseException as exc:  # fanmap's own failure: the chunk's items fail with it
                 results, errors = [None] * len(chunk.items), dict.fromkeys(range(len(chunk.items)), exc)
             elapsed = time.perf_counter() - begun
-            self._finished.put(Done(chunk, results, errors, elapsed, "the caller's event loop"))
+            self._finished.put(Done(chunk, results, errors, elapsed, "the caller's event loop", times))
 
         future.add_done_callback(finished)
 

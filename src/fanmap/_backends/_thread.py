@@ -101,23 +101,28 @@ class _Thread:
                     return
                 continue
             failed: WorkerInitError | None = None
+            setup = 0.0
             if per_worker is not None and per_worker.key not in made_here("thread").values:
                 self.initializing = True  # a factory's time is not a call's
+                making = time.perf_counter()
                 try:
                     made_here("thread").values_for(per_worker)
                 except WorkerInitError as exc:
                     failed = exc
                 finally:
+                    setup = time.perf_counter() - making
                     self.started = time.monotonic()
                     self.initializing = False
             begun = time.perf_counter()
             errors: dict[int, BaseException] | None
+            times: list[float] | None = None
             if failed is not None:  # every item fails with it; the factory is not run twice
                 n = len(chunk.items)
                 results, errors = [None] * n, dict.fromkeys(range(n), failed)
             else:
-                results, errors = call_with_values(calls, per_worker, chunk.items, "thread")
-            outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
+                results, errors, times = call_with_values(calls, per_worker, chunk.items, "thread")
+            elapsed = time.perf_counter() - begun
+            outbox.put((self, Done(chunk, results, errors, elapsed, self.label, times, setup)))
             del job, calls, chunk, results, errors, failed  # hold nothing of a finished call
 
     async def _run_async(
@@ -192,11 +197,13 @@ class _Thread:
             if per_worker.inject:
                 calls = calls.with_keywords(values)
         begun = time.perf_counter()
+        times: list[float] | None = None
         try:
-            results, errors = await call_chunk_async(calls, chunk.items)
+            results, errors, times = await call_chunk_async(calls, chunk.items)
         except Exception as exc:  # fanmap's own failure: the chunk's items fail with it
             results, errors = [None] * n, dict.fromkeys(range(n), exc)
-        outbox.put((self, Done(chunk, results, errors, time.perf_counter() - begun, self.label)))
+        elapsed = time.perf_counter() - begun
+        outbox.put((self, Done(chunk, results, errors, elapsed, self.label, times)))
 
 
 class ThreadPool:
@@ -239,6 +246,13 @@ class ThreadPool:
         return self.workers * depth - self._out
 
     def limit(self) -> int | None:
+        return None
+
+    def holder(self, chunk: Chunk) -> str | None:
+        """The thread a chunk was given to."""
+        for t in self._threads:
+            if t.chunks and (t.chunks[-1] is chunk or chunk in t.chunks):
+                return t.label
         return None
 
     def _pick(self) -> _Thread:
