@@ -106,8 +106,8 @@ class MapRecord:
         if event.times is not None:
             for pos, seconds in enumerate(event.times):
                 self._rank(seconds, chunk.start + pos, 1, chunk.items[pos])
-        elif event.results:
-            self._rank(event.elapsed, chunk.start, len(event.results), chunk.items[0])
+        elif event.results:  # timed whole: each call is given the chunk's average
+            self._rank(event.elapsed / len(event.results), chunk.start, len(event.results), chunk.items[0])
 
     def lost(self, event: Lost, now: float) -> None:
         chunk = event.chunk
@@ -204,6 +204,7 @@ class MapRecord:
             "retries": self.retries,
             "crashes": self.crashes,
             "timeouts": self.timeouts,
+            # A call timed alone has items 1; else the chunk's average call, from index on.
             "slowest": [
                 {"index": index, "items": n, "seconds": seconds, "call": call}
                 for seconds, index, n, call in self.slowest
@@ -284,9 +285,8 @@ def _advice(m: dict[str, Any]) -> str:
             f"per worker), not inside every item"
         )
     slowest = m["slowest"][0] if m["slowest"] else None
-    if slowest is not None and slowest["seconds"] > 0.25 * wall:
-        which = f"item {slowest['index']}" if slowest["items"] == 1 else f"items from {slowest['index']}"
-        share = f"one call took {slowest['seconds'] / wall:.0%} of the wall time ({which})"
+    if slowest is not None and slowest["items"] == 1 and slowest["seconds"] > 0.25 * wall:
+        share = f"one call took {slowest['seconds'] / wall:.0%} of the wall time (item {slowest['index']})"
         idle = max(per_worker.items(), key=lambda kv: kv[1]["idle"]) if len(per_worker) > 1 else None
         if idle is not None and idle[1]["idle"] > 0.3 * wall:
             return f"{idle[0]} was idle {idle[1]['idle'] / wall:.0%} of the time: {share}; split that work"
@@ -374,7 +374,11 @@ class Report:
             shift = (record.began - origin) * 1e6
             events.append(_meta("process_name", pid, 0, f"{record.label} ({record.backend})"))
             tracks: dict[str, int] = {}
+            ends: dict[str, float] = {}
             for s in sorted(record.slices, key=lambda s: s.begun):
+                if not record.together:  # a worker runs one chunk at a time: never overlap
+                    s = dataclasses.replace(s, begun=max(s.begun, ends.get(s.worker, 0.0)))
+                    ends[s.worker] = s.begun + s.seconds
                 events.extend(_slice_events(s, pid, tracks, shift))
             for name, tid in tracks.items():
                 events.append(_meta("thread_name", pid, tid, name))
