@@ -85,7 +85,9 @@ async def _one(calls: Calls, item: Any) -> tuple[bool, Any]:
                 f"the call ran longer than the timeout of {calls.timeout:g}s and was cancelled; "
                 f"its worker and its other calls went on"
             )
-            error.__cause__ = exc  # where the coroutine was when it was cancelled
+            # The cause shows where the coroutine was when it was cancelled.
+            cancelled = exc.__cause__ or exc.__context__
+            error.__cause__ = explained(calls, item, cancelled) if cancelled is not None else None
             return False, error
         return False, explained(calls, item, exc)
     except (Exception, SystemExit) as exc:

@@ -54,14 +54,15 @@ def refuse_running_loop(label: str, what: str) -> None:
     except RuntimeError:
         return
     instead = {
-        "map": f"await {label}.amap(...)",
-        "starmap": f"await {label}.amap(*zip(*pairs))",
-        "imap": f"async for r in {label}.aimap(...)",
-        "imap_unordered": f"async for r in {label}.aimap_unordered(...)",
-    }.get(what, f"await {label}.amap(...)")
+        "map": f"`await {label}.amap(...)`",
+        "starmap": f"`await {label}.amap(*zip(*items))` (there is no astarmap: give each "
+        f"position of the tuples as an iterable of its own)",
+        "imap": f"`async for r in {label}.aimap(...)`",
+        "imap_unordered": f"`async for r in {label}.aimap_unordered(...)`",
+    }.get(what, f"`await {label}.amap(...)`")
     raise RuntimeError(
         f"{label}.{what}() was called inside a running event loop, which it would block "
-        f"until every call is done; in async code use `{instead}`"
+        f"until every call is done; in async code use {instead}"
     )
 
 

@@ -45,6 +45,10 @@ class Chunk:
 
     start: int
     items: Sequence[Any]
+    #: Run it with no other call in flight in its worker: an async call tried again
+    #: after its worker died (or its loop blocked) with other calls in flight, so that a
+    #: second failure is its own, and a call that was only beside the culprit succeeds.
+    alone: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -80,6 +84,8 @@ class Lost:
     reason: str
     exitcode: int | None
     worker: str
+    #: Every item its worker had in flight when it was lost (async calls run together).
+    beside: tuple[int, ...] = ()
 
 
 Event = Done | Lost

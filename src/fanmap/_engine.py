@@ -173,6 +173,8 @@ class _Run:
                 begin, values = pos + 1, []
                 again.append(Chunk(index, chunk.items[pos : pos + 1]))
             else:
+                if isinstance(error, TaskTimeoutError) and str(error).startswith("the call "):
+                    error = _named(error, index, describe_call(self.spec.calls.mode, chunk.items[pos]))
                 values.append(self.fail(error, index, chunk.items[pos], event.worker, note=True))
         if values:
             blocks.append((chunk.start + begin, values))
@@ -247,18 +249,21 @@ class _Run:
     def _lost_one(self, chunk: Chunk, event: Lost) -> list[Block]:
         index = chunk.start
         call = describe_call(self.spec.calls.mode, chunk.items[0])
+        beside = _beside(index, event.beside)
         error: BaseException
         if event.kind == "timeout":
-            error = TaskTimeoutError(f"item {index} {call} {event.reason}")
+            error = TaskTimeoutError(f"item {index} {call} {event.reason}{beside}")
         else:
             error = WorkerCrashedError(
-                f"{event.reason} while running item {index} {call}; the worker was replaced",
+                f"{event.reason} while running item {index} {call}{beside}; the worker was replaced",
                 exitcode=event.exitcode,
             )
         if self.policy.retry(index, error):
             if self.insight is not None:
                 self.insight.retried(index)
-            self.retry.appendleft(chunk)
+            # An async call lost beside others runs again alone: a second loss is its own.
+            alone = self.spec.concurrency is not None
+            self.retry.appendleft(Chunk(chunk.start, chunk.items, alone) if alone else chunk)
             return []
         again = self.policy.tries(index)
         if again:
@@ -405,6 +410,26 @@ class _Orderer:
             out.append((self.next, block))
             self.next += len(block)
         return out
+
+
+def _named(error: TaskTimeoutError, index: int, call: str) -> TaskTimeoutError:
+    """An async call's timeout (made in the worker), with the item named in its message."""
+    named = TaskTimeoutError(f"item {index} {call}: {error}")
+    named.__cause__ = error.__cause__
+    return named
+
+
+def _beside(index: int, in_flight: tuple[int, ...]) -> str:
+    """`` and 3 other calls (items 2, 4, 6); any of them may have caused it``."""
+    others = [i for i in in_flight if i != index]
+    if not others:
+        return ""
+    shown = ", ".join(map(str, others[:8])) + (", ..." if len(others) > 8 else "")
+    return (
+        f" and {len(others)} other call{'s' if len(others) > 1 else ''} in flight (item"
+        f"{'s' if len(others) > 1 else ''} {shown}); any of them may have caused it (with "
+        f"retries=N each is tried again alone)"
+    )
 
 
 def _holder(pool: Pool, chunk: Chunk) -> str | None:

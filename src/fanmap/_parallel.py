@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 from ._api import ParallelFunction
 from ._config import OptionsDict, validate
-from ._perworker import made_here
+from ._perworker import values_for_one_call
 
 __all__ = ["AsyncParallelFunction", "parallel", "pmap"]
 
@@ -58,10 +58,12 @@ class AsyncParallelFunction(ParallelFunction[P, R]):
 
     async def _with_values(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> R:
         given: dict[str, Any] = self._state.objects() if self._state is not None else {}
-        if self._per_worker is not None:
-            given.update(await made_here("process").avalues_for(self._per_worker))
-        result: R = await fn(*args, **{**given, **kwargs})
-        return result
+        if self._per_worker is None:
+            result: R = await fn(*args, **{**given, **kwargs})
+            return result
+        async with values_for_one_call(self._per_worker) as values:
+            made: R = await fn(*args, **{**given, **values, **kwargs})
+        return made
 
 
 class _Decorator(Protocol):

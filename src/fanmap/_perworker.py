@@ -23,6 +23,7 @@ which reports the same error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -30,7 +31,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from . import _pools
@@ -327,6 +328,23 @@ def call_with_values(calls: Calls, per_worker: PerWorker | None, items: Sequence
     return call_chunk(calls, items)
 
 
+@contextlib.asynccontextmanager
+async def values_for_one_call(spec: PerWorker) -> AsyncIterator[dict[str, Any]]:
+    """Per-worker values for one plain call of an async function, torn down after it.
+
+    The caller's event loops come and go (each ``asyncio.run`` makes one), and a value
+    made in one (a session, a connection pool) must not outlive it: a plain call makes
+    its own and closes them when it returns.
+    """
+    made = Made()
+    values = await made.avalues_for(spec)
+    try:
+        yield values
+    finally:
+        await _aclose_all(made.generators)
+        made.generators = []
+
+
 def made_here(scope: str) -> Made:
     """The `Made` of this process (``"process"``) or of this thread (``"thread"``)."""
     if scope == "thread":
@@ -447,7 +465,8 @@ def per_worker(*, timeout: float | None = None, **factories: Callable[[], Any]) 
 
             @functools.wraps(fn)
             async def with_values(*args: Any, **kwargs: Any) -> Any:
-                return await fn(*args, **{**(await _process.avalues_for(spec)), **kwargs})
+                async with values_for_one_call(spec) as values:
+                    return await fn(*args, **{**values, **kwargs})
 
         elif spec.is_async:
             raise TypeError(

@@ -93,13 +93,50 @@ def test_retries_run_a_failed_call_again(tmp_path: Path) -> None:
     assert pf.map(range(6), folder=str(tmp_path)) == list(range(6))
 
 
-def test_a_killed_worker_is_retried(tmp_path: Path) -> None:
-    pf = parallel(afuncs.kill_after_barrier, workers=2, concurrency=2, retries=1, on_error="return")
-    out = pf.map(range(4), folder=str(tmp_path), n=4, bad=1)
-    # Item 1 kills its worker each time it runs (the barrier is passed): tried twice.
-    assert isinstance(out[1], Failure)
-    assert "tried 2 times" in "".join(out[1].exception.__notes__)
-    assert sum(isinstance(o, Failure) for o in out) <= 2
+def test_with_retries_calls_lost_beside_the_culprit_run_again_alone_and_succeed(tmp_path: Path) -> None:
+    pf = parallel(afuncs.kill_after_barrier, workers=2, concurrency=4, retries=1, on_error="return")
+    out = pf.map(range(8), folder=str(tmp_path), n=8, bad=1)
+    # Item 1 kills its worker beside three other calls; each runs again alone: item 1
+    # kills a worker again and fails, the three others succeed.
+    failed = [i for i, o in enumerate(out) if isinstance(o, Failure)]
+    assert failed == [1]
+    failure = out[1]
+    assert isinstance(failure, Failure)
+    assert "tried 2 times" in "".join(failure.exception.__notes__)
+    assert "other call" not in str(failure.exception)  # the second time it ran alone
+
+
+def test_a_crash_names_the_other_calls_in_flight(tmp_path: Path) -> None:
+    pf = parallel(afuncs.kill_after_barrier, workers=1, concurrency=3, on_error="return")
+    out = pf.map(range(3), folder=str(tmp_path), n=3, bad=0)
+    assert all(isinstance(o, Failure) for o in out)
+    first = out[0]
+    assert isinstance(first, Failure)
+    message = str(first.exception)
+    assert "while running item 0 (0,) and 2 other calls in flight (items 1, 2)" in message
+    assert "any of them may have caused it" in message
+
+
+def test_a_timeout_names_its_item_and_where_the_coroutine_was() -> None:
+    pf = parallel(afuncs.slow_on, workers=1, timeout=0.5)
+    with pytest.raises(TaskTimeoutError, match=r"^item 2 \(2,\): the call ran longer") as info:
+        pf.map(range(4), bad=2)
+    cause = info.value.__cause__
+    assert isinstance(cause, asyncio.CancelledError)
+    frames = []
+    tb = cause.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert frames[0] == "slow_on"  # fanmap's own frames are left out
+
+
+def test_a_plain_call_makes_its_async_per_worker_values_and_closes_them(tmp_path: Path) -> None:
+    session = functools.partial(afuncs.open_session, str(tmp_path))
+    pf = parallel(per_worker(session=session)(afuncs.with_session), workers=1)
+    for x in (1, 2):  # two event loops, one after the other
+        assert asyncio.run(pf(x))[::2] == (x, True)
+    assert len(list(tmp_path.glob("open-*"))) == len(list(tmp_path.glob("close-*"))) == 2
 
 
 def test_a_call_that_blocks_the_loop_stops_its_worker() -> None:

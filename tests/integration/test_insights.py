@@ -186,9 +186,12 @@ def test_one_slow_call_is_named_in_the_advice() -> None:
 
 def test_the_dask_backend_is_recorded() -> None:
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
         pf = parallel(funcs.square, backend=fanmap.DaskBackend(client))
         with fanmap.insights() as report:
             assert pf.map(range(20)) == [x * x for x in range(20)]

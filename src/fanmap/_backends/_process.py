@@ -166,9 +166,11 @@ class ProcessPool:
         return Worker(index, self._context, self._blas_threads, self._state)
 
     def room(self, depth: int) -> int:
+        if self._held and self._held[0][0].alone:
+            return 0  # let a worker empty for the chunk that must run alone
         free = 0
         for w in self._slots:
-            if w is not None and not w.retiring:
+            if w is not None and not w.retiring and not (w.chunks and w.chunks[0].alone):
                 free += max(0, depth - len(w.chunks))
         return free - len(self._held)
 
@@ -193,7 +195,7 @@ class ProcessPool:
             shared = sum(size for _, size in descriptors)
         except Exception:
             payload = self._encode_slowly(chunk)
-        worker = self._pick(len(payload), len(chunk.items))
+        worker = self._pick(len(payload), len(chunk.items), chunk.alone)
         if worker is None:
             self._held.append((chunk, payload))
         else:
@@ -225,14 +227,21 @@ class ProcessPool:
             }
         raise Unsendable(errors)
 
-    def _pick(self, size: int, calls: int = 0) -> Worker | None:
+    def _pick(self, size: int, calls: int = 0, alone: bool = False) -> Worker | None:
         """The least busy worker for a message of ``size`` bytes and ``calls`` calls.
 
         A worker with room for the calls under max_tasks_per_worker comes first; if none
         has (a batch requeued after a crash), any will do, so that nothing waits forever.
-        None means: wait for a worker to be free (the message is too big to queue).
+        None means: wait for a worker to be free (the message is too big to queue, or the
+        chunk must run alone). A worker running a chunk alone gets nothing else meanwhile.
         """
-        live = [w for w in self._slots if w is not None and not w.retiring]
+        live = [
+            w
+            for w in self._slots
+            if w is not None and not w.retiring and not (w.chunks and w.chunks[0].alone)
+        ]
+        if alone:
+            live = [w for w in live if not w.chunks]
         if self._max_tasks is not None:
             fits = [w for w in live if w.calls + calls <= self._max_tasks]
             live = fits or live
@@ -405,14 +414,15 @@ class ProcessPool:
         chunks = list(worker.chunks)
         worker.chunks.clear()
         if self._async and kind != "unstarted":  # they all ran together: all went down
+            beside = tuple(sorted(c.start + i for c in chunks for i in range(len(c.items))))
             now, begun = time.monotonic(), worker.begun
             for chunk in chunks:
                 late = timeout is not None and now - begun.get(chunk.start, now) >= timeout + GRACE
                 if late or timeout is None:
-                    events.append(Lost(chunk, kind, reason, code, worker.label))
+                    events.append(Lost(chunk, kind, reason, code, worker.label, beside))
                 else:
                     why = f"{worker.label} was stopped: another call blocked its event loop"
-                    events.append(Lost(chunk, "crash", why, code, worker.label))
+                    events.append(Lost(chunk, "crash", why, code, worker.label, beside))
         else:
             for i, chunk in enumerate(chunks):
                 if i == 0:
@@ -425,7 +435,7 @@ class ProcessPool:
     def _dispatch_held(self) -> None:
         while self._held:
             chunk, payload = self._held[0]
-            worker = self._pick(len(payload), len(chunk.items))
+            worker = self._pick(len(payload), len(chunk.items), chunk.alone)
             if worker is None:
                 return
             self._held.popleft()
