@@ -135,7 +135,7 @@ def test_a_plain_call_makes_its_async_per_worker_values_and_closes_them(tmp_path
     session = functools.partial(afuncs.open_session, str(tmp_path))
     pf = parallel(per_worker(session=session)(afuncs.with_session), workers=1)
     for x in (1, 2):  # two event loops, one after the other
-        assert asyncio.run(pf(x))[::2] == (x, True)
+        assert asyncio.run(pf(x))[::2] == (x, True)  # type: ignore[call-arg]  # session is given
     assert len(list(tmp_path.glob("open-*"))) == len(list(tmp_path.glob("close-*"))) == 2
 
 

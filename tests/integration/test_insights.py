@@ -83,7 +83,12 @@ def test_nothing_is_collected_outside_the_block() -> None:
 def test_maps_of_other_threads_are_not_mixed_in() -> None:
     pf = parallel(funcs.square, backend="thread", workers=2)
     done = threading.Event()
-    elsewhere = threading.Thread(target=lambda: (pf.map(range(7)), done.set()))
+
+    def other() -> None:
+        pf.map(range(7))
+        done.set()
+
+    elsewhere = threading.Thread(target=other)
     with fanmap.insights() as report:
         elsewhere.start()
         done.wait(60)
