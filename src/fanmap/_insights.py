@@ -290,7 +290,8 @@ def _advice(m: dict[str, Any]) -> str:
         idle = max(per_worker.items(), key=lambda kv: kv[1]["idle"]) if len(per_worker) > 1 else None
         if idle is not None and idle[1]["idle"] > 0.3 * wall:
             return f"{idle[0]} was idle {idle[1]['idle'] / wall:.0%} of the time: {share}; split that work"
-        return f"{share}: no map ends before its slowest call; split that work, or start it first"
+        if slowest["seconds"] > 0.5 * wall:
+            return f"{share}: no map ends before its slowest call; split that work, or start it first"
     if calls["count"] and calls["mean"] < 200e-6:
         return (
             f"calls take {calls['mean'] * 1e6:.0f} µs on average: chunking is doing its best (chunks of "

@@ -6,6 +6,7 @@ no process carrying the mark may be left (workers inherit the environment).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -204,3 +205,14 @@ def test_the_async_crawler_example_runs_as_a_script(start_method: Any, tmp_path:
     lines = out.splitlines()
     assert lines[0] == "map: 200 pages, 28690 bytes; the first: [('/page/0', 142), ('/page/1', 142)]"
     assert lines[2:] == ["amap: 50 pages, the first /page/0", "aimap: ['/page/0', '/page/1', '/page/2']"]
+
+
+def test_the_insights_example_names_the_slow_item(start_method: Any, tmp_path: Path) -> None:
+    out = _ok(run_script(ROOT / "examples" / "where_the_time_goes.py", start_method, tmp_path))
+    assert out.startswith("score: 400 items in ")
+    assert "  slowest   item 123 (123,): " in out
+    advice = next(line for line in out.splitlines() if line.startswith("  advice"))
+    assert "(item 123)" in advice
+    trace = json.loads((tmp_path / "run" / "trace.json").read_text())
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert len(names) == 2
