@@ -98,7 +98,7 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
             raise TypeError(f"parallel() needs a callable, not {type(fn).__name__}")
         refuse_async_generator(fn)
         if isinstance(fn, ParallelFunction):
-            root = fn._root
+            root = fn._ref
             options = {**fn._options, **options}
             state = state or fn._state
             per_worker = per_worker or fn._per_worker
@@ -116,7 +116,10 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
         if not self._is_async:
             _refuse_async_parts(fn, options, per_worker)
         self._options: dict[str, Any] = options  # validated by whoever made them
-        self._root: Any = self if root is None else root
+        # The decorated object a worker imports the function by (None: this one). Not
+        # ``self`` itself: a reference to itself would keep it (and its shared objects'
+        # semaphores) alive until a garbage collection pass, which may come at any moment.
+        self._root: Any = root
         self._submit_lock = threading.Lock()
         self._submitter: Submitter | None = None
         self._signature: Any = _UNKNOWN
@@ -148,6 +151,11 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
         if self._state is None:
             raise AttributeError(f"{self.__name__} has no shared state; add it with @shared_state(name=...)")
         return self._state
+
+    @property
+    def _ref(self) -> Any:
+        """What to pickle to send the function: the decorated object its module holds."""
+        return self if self._root is None else self._root
 
     @property
     def __fanmap_call__(self) -> Callable[P, R]:
@@ -205,7 +213,7 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
     def __reduce__(self) -> tuple[Any, ...]:
         module = getattr(self, "__module__", None)
         qualname = getattr(self, "__qualname__", None)
-        if self._root is self and module and qualname and module != "__main__":
+        if self._root is None and module and qualname and module != "__main__":
             try:
                 found = _by_name(module, qualname)
             except Exception:
@@ -241,7 +249,7 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
     ) -> Iterator[tuple[int, list[Any]]]:
         return execute(
             self._fanmap_fn,
-            self._root,
+            self._ref,
             mode,
             source,
             kwargs,
@@ -268,7 +276,7 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
             [2, 4]
         """
         changed = {**self._options, **validate(options)}
-        return type(self)(self._fanmap_fn, changed, self._root, self._state, self._per_worker)
+        return type(self)(self._fanmap_fn, changed, self._ref, self._state, self._per_worker)
 
     def _check_call(self, positional: int | None, kwargs: dict[str, Any], what: str) -> None:
         """Refuse, before any work, keywords and counts the function's signature rules out."""

@@ -82,7 +82,7 @@ class Submitter:
             source = _FutureSource(self)
             try:
                 for start, values in execute(
-                    owner.__fanmap_call__, owner._root, CallMode.ARGS, source, {}, options, window=None
+                    owner.__fanmap_call__, owner._ref, CallMode.ARGS, source, {}, options, window=None
                 ):
                     for offset, value in enumerate(values):
                         future = self._futures.pop(start + offset)
