@@ -149,3 +149,10 @@ async def logged_fails_on(x: int, *, folder: str, bad: int) -> int:
     if x == bad and not Path(folder, "fix").exists():
         raise ValueError(f"item {x} fails")
     return 2 * x
+
+
+def plain_wait_on(x: int, *, bad: int, path: str) -> int:
+    """Item ``bad`` waits for the file ``path``; the others return at once."""
+    if x == bad:
+        plain_wait_for_file(x, path=path)
+    return x

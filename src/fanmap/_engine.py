@@ -148,6 +148,8 @@ class _Run:
         if note:
             call = describe_call(self.spec.calls.mode, item)
             error.add_note(f"fanmap: raised by item {index} {call} in {worker}")
+        if self.insight is not None:
+            self.insight.failed(index, error)
         return self.policy.settle(error, index, self.spec.calls.mode, item, self.spec.calls.kwargs)
 
     def done(self, event: Done) -> list[Block]:
@@ -461,6 +463,8 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
     exhausted = False
     finished = False
     pool.begin(run.spec)
+    if record is not None:
+        record.workers = pool.workers
     if sizer.batch is not None and staged is not None and run.store is None:
         # Async calls that run together in one chunk (Dask): the first chunk is a full one.
         want = sizer.size(0, pool.limit())
@@ -514,7 +518,8 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                     else:
                         began = time.perf_counter()
                         sent = pool.submit(chunk)
-                        record.sent(chunk, sent, time.perf_counter() - began, _holder(pool, chunk))
+                        took = time.perf_counter() - began if sent is not None else 0.0  # else: ran here
+                        record.sent(chunk, sent, took, _holder(pool, chunk))
                 except Unsendable as exc:
                     bad = exc
                 else:

@@ -78,10 +78,11 @@ class MapRecord:
         self.retries = 0
         self.crashes = 0
         self.timeouts = 0
-        self.marks: list[tuple[str, str, float, int]] = []  # kind, worker, when, item
+        self.marks: list[tuple[str, str, float, str]] = []  # kind, worker, when, "item 3"
         self._in_flight: dict[int, tuple[Chunk, float, str | None]] = {}
         self._items_of: dict[int, Any] = {}  # first item of each chunk in flight, for reprs
         self.slowest: list[tuple[float, int, int, str]] = []  # seconds, index, count, call
+        self.failures: list[tuple[int, str]] = []  # index, exception type
 
     # -- fed by the engine ----------------------------------------------------------
 
@@ -118,11 +119,17 @@ class MapRecord:
             self.timeouts += 1
         else:
             self.crashes += 1
-        self.marks.append((event.kind, event.worker, now - self.began, chunk.start))
+        last = chunk.start + len(chunk.items) - 1
+        what = f"item {chunk.start}" if last == chunk.start else f"items {chunk.start}-{last}"
+        self.marks.append((event.kind, event.worker, now - self.began, what))
+
+    def failed(self, index: int, error: BaseException) -> None:
+        if len(self.failures) < _FAILED_KEPT:
+            self.failures.append((index, type(error).__name__))
 
     def retried(self, index: int) -> None:
         self.retries += 1
-        self.marks.append(("retry", "", time.perf_counter() - self.began, index))
+        self.marks.append(("retry", "", time.perf_counter() - self.began, f"item {index}"))
 
     def finish(self) -> None:
         self.ended = time.perf_counter()
@@ -145,19 +152,24 @@ class MapRecord:
     def running(self) -> list[dict[str, Any]]:
         now = time.perf_counter()
         out = []
-        for chunk, sent, holder in list(self._in_flight.values()):
+        busy: set[str | None] = set()
+        # Oldest first: a worker of a plain function runs its oldest chunk; the others wait.
+        for chunk, sent, holder in sorted(self._in_flight.values(), key=lambda f: f[1]):
             last = chunk.start + len(chunk.items) - 1
+            runs = holder is not None and (self.together or holder not in busy)
+            busy.add(holder)
             out.append(
                 {
                     "map": self.label,
                     "index": chunk.start,
                     "items": f"{chunk.start}" if last == chunk.start else f"{chunk.start}-{last}",
                     "worker": holder,
+                    "state": "running" if runs else "queued",
                     "call": self._describe(chunk.items[0]),
                     "seconds": now - sent,
                 }
             )
-        return sorted(out, key=lambda r: -r["seconds"])
+        return sorted(out, key=lambda r: (r["state"] != "running", -r["seconds"]))
 
     def to_dict(self) -> dict[str, Any]:
         wall = self.wall
@@ -197,7 +209,7 @@ class MapRecord:
             "chunks": {
                 "count": len(self.sizes),
                 "min": min(self.sizes, default=0),
-                "median": statistics.median(self.sizes) if self.sizes else 0,
+                "median": statistics.median_low(self.sizes) if self.sizes else 0,
                 "max": max(self.sizes, default=0),
             },
             "caller": {"bytes": self.bytes, "seconds": self.send_seconds},
@@ -210,12 +222,14 @@ class MapRecord:
                 for seconds, index, n, call in self.slowest
             ],
             "concurrency": _peaks(self.slices) if self.together else {},
+            "failed": [{"index": i, "error": e} for i, e in self.failures],
         }
         out["advice"] = _advice(out)
         return out
 
 
 _SLOWEST = 5
+_FAILED_KEPT = 100
 
 
 def _worker_order(label: str) -> tuple[int, str]:
@@ -272,7 +286,8 @@ def _advice(m: dict[str, Any]) -> str:
             what.append(f"{m['crashes']} chunk(s) lost with their worker")
         if m["timeouts"]:
             what.append(f"{m['timeouts']} timed out")
-        return f"{' and '.join(what)}: see the failures; retries={m['retries']} tried again"
+        again = f"; {m['retries']} tries again were made" if m["retries"] else ""
+        return f'{" and ".join(what)}{again}: see "failed" in to_dict() and the Failure of each item'
     if m["startup"] > 0.5 * wall and wall > 0.05:
         return (
             f"starting the workers took {m['startup'] / wall:.0%} of the wall time: map more work per "
@@ -284,17 +299,28 @@ def _advice(m: dict[str, Any]) -> str:
             f"{m['caller']['bytes'] / 1e6:.1f} MB: pass big constant arguments as map keywords (sent once "
             f"per worker), not inside every item"
         )
+    idlest = max(per_worker.items(), key=lambda kv: kv[1]["idle"]) if per_worker else None
+    per_item = m["caller"]["bytes"] / max(1, m["items"])
+    if per_item >= 100_000 and (
+        m["caller"]["seconds"] > 0.25 * wall or (idlest is not None and idlest[1]["idle"] > 0.3 * wall)
+    ):
+        return (
+            f"each item was {_size(int(per_item))} pickled ({_size(m['caller']['bytes'])} in all, sent "
+            f"by the caller while the workers waited): pass big constant arguments as map keywords "
+            f"(sent once per worker), not inside every item"
+        )
     slowest = m["slowest"][0] if m["slowest"] else None
-    if slowest is not None and slowest["items"] == 1 and slowest["seconds"] > 0.25 * wall:
+    outlier = slowest is not None and slowest["seconds"] >= 5 * calls["median"]
+    if slowest is not None and outlier and slowest["items"] == 1 and slowest["seconds"] > 0.25 * wall:
         share = f"one call took {slowest['seconds'] / wall:.0%} of the wall time (item {slowest['index']})"
-        idle = max(per_worker.items(), key=lambda kv: kv[1]["idle"]) if len(per_worker) > 1 else None
+        idle = idlest if len(per_worker) > 1 else None
         if idle is not None and idle[1]["idle"] > 0.3 * wall:
             return f"{idle[0]} was idle {idle[1]['idle'] / wall:.0%} of the time: {share}; split that work"
         if slowest["seconds"] > 0.5 * wall:
             return f"{share}: no map ends before its slowest call; split that work, or start it first"
     if calls["count"] and calls["mean"] < 200e-6:
         return (
-            f"calls take {calls['mean'] * 1e6:.0f} µs on average: chunking is doing its best (chunks of "
+            f"calls take {_t(calls['mean'])} on average: chunking is doing its best (chunks of "
             f"up to {m['chunks']['max']} items); per-call overhead dominates: give each call more work"
         )
     if per_worker:
@@ -376,18 +402,26 @@ class Report:
             events.append(_meta("process_name", pid, 0, f"{record.label} ({record.backend})"))
             tracks: dict[str, int] = {}
             ends: dict[str, float] = {}
+            lanes: dict[str, list[float]] = {}
             for s in sorted(record.slices, key=lambda s: s.begun):
                 if not record.together:  # a worker runs one chunk at a time: never overlap
                     s = dataclasses.replace(s, begun=max(s.begun, ends.get(s.worker, 0.0)))
                     ends[s.worker] = s.begun + s.seconds
-                events.extend(_slice_events(s, pid, tracks, shift))
+                else:  # calls run together: a lane (a track) each, so that slices nest
+                    free = lanes.setdefault(s.worker, [])
+                    lane = next((i for i, end in enumerate(free) if end <= s.begun), len(free))
+                    if lane == len(free):
+                        free.append(0.0)
+                    free[lane] = s.begun + s.seconds
+                    s = dataclasses.replace(s, worker=f"{s.worker} · {lane + 1}")
+                events.extend(_slice_events(s, pid, tracks, shift, split=not record.together))
             for name, tid in tracks.items():
                 events.append(_meta("thread_name", pid, tid, name))
-            for kind, worker, when, index in record.marks:
-                tid = tracks.get(worker, 0)
+            for kind, worker, when, what in record.marks:
+                tid = tracks.get(worker, tracks.get(f"{worker} · 1", 0))
                 events.append(
-                    {"name": f"{kind}: item {index}", "ph": "i", "s": "t", "pid": pid, "tid": tid,
-                     "ts": shift + when * 1e6, "args": {"item": index}}
+                    {"name": f"{kind}: {what}", "ph": "i", "s": "t", "pid": pid, "tid": tid,
+                     "ts": shift + when * 1e6}
                 )  # fmt: skip
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"traceEvents": events, "displayTimeUnit": "ms"}, f)
@@ -405,19 +439,20 @@ def _meta(name: str, pid: int, tid: int, value: str) -> dict[str, Any]:
     return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": {"name": value}}
 
 
-def _slice_events(s: _Slice, pid: int, tracks: dict[str, int], shift: float) -> list[dict[str, Any]]:
+def _slice_events(
+    s: _Slice, pid: int, tracks: dict[str, int], shift: float, split: bool = True
+) -> list[dict[str, Any]]:
     tid = tracks.setdefault(s.worker, len(tracks) + 1)
     last = s.start + s.count - 1
     name = f"item {s.start}" if s.count == 1 else f"items {s.start}-{last}"
     ts = shift + s.begun * 1e6
     out = [{"name": name, "cat": "chunk", "ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": s.seconds * 1e6,
             "args": {"items": s.count}}]  # fmt: skip
-    if s.calls is not None and s.count > 1:
-        together = sum(s.calls) > s.seconds * 1.5  # async calls of a chunk run at once
+    if split and s.calls is not None and s.count > 1:  # the calls of a chunk, one after another
         at = ts
         for pos, seconds in enumerate(s.calls):
             out.append({"name": f"item {s.start + pos}", "cat": "call", "ph": "X", "pid": pid, "tid": tid,
-                        "ts": ts if together else at, "dur": seconds * 1e6})  # fmt: skip
+                        "ts": at, "dur": seconds * 1e6})  # fmt: skip
             at += seconds * 1e6
     return out
 
@@ -441,7 +476,7 @@ def _format(m: dict[str, Any]) -> str:
         lines.append(f"  {worker:<26} {busy}{setup}{at_once}")
     if m["retries"] or m["crashes"] or m["timeouts"]:
         lines.append(f"  failures  {m['retries']} retries, {m['crashes']} crashes, {m['timeouts']} timeouts")
-    for s in m["slowest"][:3]:
+    for s in m["slowest"]:
         which = (
             f"item {s['index']}" if s["items"] == 1 else f"items {s['index']}-{s['index'] + s['items'] - 1}"
         )
@@ -461,7 +496,9 @@ def _t(seconds: float) -> str:
         return f"{seconds:.2f} s"
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.0f} µs"
+    if seconds >= 1e-6:
+        return f"{seconds * 1e6:.0f} µs"
+    return f"{seconds * 1e9:.0f} ns"
 
 
 @contextlib.contextmanager

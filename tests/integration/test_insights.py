@@ -214,3 +214,57 @@ def test_the_context_holds_in_copied_contexts() -> None:
         runner.start()
         runner.join()
     assert [m["items"] for m in report.to_dict()["maps"]] == [4]
+
+
+def test_the_serial_backend_runs_in_the_caller_and_is_not_counted_as_pickling() -> None:
+    pf = parallel(funcs.sleep_on, backend="serial")
+    with fanmap.insights() as report:
+        pf.map(range(10), bad=4, seconds=0.3)
+    (m,) = report.to_dict()["maps"]
+    assert m["workers"] == 1
+    assert m["caller"] == {"bytes": 0, "seconds": 0.0}
+    assert "pickling" not in m["advice"]
+    assert "(item 4)" in m["advice"]
+
+
+def test_big_items_get_the_keyword_advice() -> None:
+    blobs = [bytes([i]) * 2_000_000 for i in range(20)]  # each item carries 2 MB
+    pf = parallel(funcs.length, workers=2)
+    with fanmap.insights() as report:
+        assert pf.map(blobs) == [2_000_000] * 20
+    (m,) = report.to_dict()["maps"]
+    assert m["caller"]["bytes"] >= 20 * 2_000_000
+    assert "pass big constant arguments as map keywords" in m["advice"]
+
+
+def test_calls_running_together_are_not_blamed_one_by_one() -> None:
+    pf = parallel(afuncs.slow_on, workers=1, concurrency=20)
+    with fanmap.insights() as report:
+        pf.map(range(20), bad=-1, seconds=0.0)  # every call sleeps the same 10 ms, together
+    (m,) = report.to_dict()["maps"]
+    assert "split that work" not in m["advice"]
+
+
+def test_running_tells_a_queued_chunk_from_a_running_one(tmp_path: Path) -> None:
+    path = tmp_path / "go"
+    pf = parallel(afuncs.plain_wait_on, workers=1, chunksize=1)
+    states: list[list[str]] = []
+    with fanmap.insights() as report:
+
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                rows = report.running()
+                if len(rows) >= 2:
+                    states.append([f"{r['index']}:{r['state']}" for r in rows])
+                    break
+                time.sleep(0.01)
+            path.write_text("")
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        pf.map(range(40), bad=20, path=str(path))  # the fast calls make the worker hold two
+        watcher.join()
+    assert states
+    assert states[0][0] == "20:running"
+    assert all(s.endswith(":queued") for s in states[0][1:])
