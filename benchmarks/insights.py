@@ -38,7 +38,7 @@ def busy_ms(x: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--save", action="store_true", help="write benchmarks/results/insights.json")
     args = parser.parse_args()
     import fanmap
