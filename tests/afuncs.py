@@ -156,3 +156,8 @@ def plain_wait_on(x: int, *, bad: int, path: str) -> int:
     if x == bad:
         plain_wait_for_file(x, path=path)
     return x
+
+
+async def add_later(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b

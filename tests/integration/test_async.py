@@ -386,3 +386,13 @@ def test_a_checkpointed_async_map_resumes_with_what_is_left(tmp_path: Path) -> N
     assert pf.map(range(12), folder=str(folder), bad=5) == [2 * x for x in range(12)]
     assert len(list(folder.glob("call-5-*"))) == 2  # only the failed item ran again
     assert len(list(folder.glob("call-*"))) == 13
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_every_map_of_plain_code_works_for_an_async_function(backend: Any) -> None:
+    pf = parallel(afuncs.add_later, backend=backend, workers=2, concurrency=4)
+    assert pf.starmap([(1, 2), (3, 4)]) == [3, 7]
+    assert list(pf.imap(range(5), range(5))) == [0, 2, 4, 6, 8]
+    assert sorted(pf.imap_unordered(range(5), range(5))) == [0, 2, 4, 6, 8]
+    assert pf.submit(20, 22).result(timeout=60) == 42
+    assert pmap(afuncs.add_later, [1], [1], backend=backend, workers=2) == [2]
