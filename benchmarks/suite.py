@@ -497,7 +497,55 @@ def main() -> None:
     ]
     for name, text in suite.tables.items():
         page += [f"## {name}", "", text, ""]
+    page += saved_sections(results)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(page))
+
+
+def saved_sections(results: Path) -> list[str]:
+    """The Benchmarks page's sections for the runs saved apart (async_io, insights)."""
+    out: list[str] = []
+    path = results / "async_io.json"
+    if path.exists():
+        a = json.loads(path.read_text())
+        ideal, sec, tiny = a["sleep"]["ideal"], a["sleep"]["seconds"], a["tiny"]
+        out += [
+            "## async",
+            "",
+            f"`python -m benchmarks.async_io --save` (medians of {a['repeats']} interleaved runs, "
+            f"{a['machine']['cpus']} CPUs, Python {a['machine']['python']}; "
+            "`benchmarks/results/async_io.json`). 10,000 calls of `await asyncio.sleep(0.01)`; "
+            f"the ideal is 10,000 x 10 ms / 128 = {ideal:.3f} s.",
+            "",
+            "| | time | of the ideal |",
+            "| --- | --- | --- |",
+            *(f"| {k} | {v:.3f} s | {v / ideal:.2f}x |" for k, v in sec.items()),
+            "",
+            "100,000 tiny calls of a plain function, awaited from async code on 2 processes:",
+            "",
+            "| | time | per result |",
+            "| --- | --- | --- |",
+            *(f"| {k} | {v:.3f} s | {v / tiny['calls'] * 1e6:.1f} µs |" for k, v in tiny["seconds"].items()),
+            "",
+        ]
+    path = results / "insights.json"
+    if path.exists():
+        i = json.loads(path.read_text())
+        rows = [("200,000 calls of `x * 2`", i["tiny"]), ("2,000 calls of 1 ms", i["slow"])]
+        out += [
+            "## insights",
+            "",
+            f"`python -m benchmarks.insights --save` (medians of {i['repeats']} interleaved runs; "
+            "`benchmarks/results/insights.json`): the same warm map with and without `fanmap.insights()`.",
+            "",
+            "| map | without | with | with / without |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {name} | {r['without']:.4f} s | {r['with']:.4f} s | {r['with'] / r['without']:.3f}x |"
+                for name, r in rows
+            ),
+            "",
+        ]
+    return out
 
 
 if __name__ == "__main__":
