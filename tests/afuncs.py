@@ -161,3 +161,19 @@ def plain_wait_on(x: int, *, bad: int, path: str) -> int:
 async def add_later(a: int, b: int) -> int:
     await asyncio.sleep(0)
     return a + b
+
+
+async def awaits_a_cancelled_future(x: int) -> int:
+    """Item 2 awaits a future that something else cancelled: the call fails with it."""
+    if x == 2:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future.cancel()
+        return await future
+    await asyncio.sleep(0)
+    return x
+
+
+def counted_nap(x: int, *, started: Value[int]) -> int:
+    started.add(1)
+    time.sleep(0.5)
+    return x

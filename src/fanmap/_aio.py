@@ -44,6 +44,7 @@ __all__ = [
     "is_async_function",
     "loop_thread",
     "stop_loops",
+    "timed_chunk",
 ]
 
 T = TypeVar("T")
@@ -90,6 +91,11 @@ async def _one(calls: Calls, item: Any) -> tuple[bool, Any]:
             error.__cause__ = explained(calls, item, cancelled) if cancelled is not None else None
             return False, error
         return False, explained(calls, item, exc)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # fanmap cancels the chunk (the map stopped): not this call's outcome
+        return False, explained(calls, item, exc)  # the call's own: something it awaited was cancelled
     except (Exception, SystemExit) as exc:
         return False, explained(calls, item, exc)
 
@@ -132,14 +138,32 @@ async def chunk_with_values(
     calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str
 ) -> Ran:
     """`call_chunk_async` with this worker's per-worker values (made first if need be)."""
+    ran, _, _ = await timed_chunk(calls, per_worker, items, scope)
+    return ran
+
+
+async def timed_chunk(
+    calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str
+) -> tuple[Ran, float, float]:
+    """`chunk_with_values`, with the seconds of its calls and of the per-worker factories
+    this chunk made (chunks that only waited for them count none: the time is counted once)."""
+    setup = 0.0
     if per_worker is not None:
+        made = made_here(scope)
+        mine = made.is_new(per_worker)
+        began = time.perf_counter()
         try:
-            values = await made_here(scope).avalues_for(per_worker)
+            values = await made.avalues_for(per_worker)
         except WorkerInitError as exc:
-            return [None] * len(items), dict.fromkeys(range(len(items)), exc), None
+            failed: Ran = [None] * len(items), dict.fromkeys(range(len(items)), exc), None
+            return failed, 0.0, time.perf_counter() - began if mine else 0.0
+        if mine:
+            setup = time.perf_counter() - began
         if per_worker.inject:
             calls = calls.with_keywords(values)
-    return await call_chunk_async(calls, items)
+    begun = time.perf_counter()
+    ran = await call_chunk_async(calls, items)
+    return ran, time.perf_counter() - begun, setup
 
 
 class LoopThread:

@@ -83,10 +83,13 @@ async def _serve(
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     running: set[asyncio.Task[None]] = set()
     fd = tasks.fileno()
+    closed = False  # once this mode ends, the pipe is the plain loop's again
 
     def readable() -> None:
         # Chunks start at once; anything else ends this mode, and what follows it stays
         # in the pipe for the plain loop to read.
+        if closed:
+            return
         try:
             while tasks.poll(0):
                 message = read_message(tasks.recv_bytes(), inbound)
@@ -133,13 +136,16 @@ async def _serve(
                 except TimeoutError:
                     if running:  # a chunk came meanwhile (chunks start as they come)
                         continue
-                    return IDLE, True
+                    if inbox.empty():
+                        return IDLE, True
+                    message = inbox.get_nowait()  # it came as the wait ended: not lost
             if message is _WAKE:
                 continue
             if running:  # a new run (or stop) only comes once this one's chunks are back
                 await asyncio.wait(running)
             return message, True
     finally:
+        closed = True  # a read already scheduled must not take a message from the pipe
         loop.remove_reader(fd)
 
 

@@ -558,6 +558,8 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
             for start, values in ready:
                 if reporter is not None:
                     reporter.advance(len(values))
+                if record is not None:
+                    record.handed(len(values))
                 for out_start, out in orderer.push(start, values):
                     run.handed += len(out)
                     if skips:

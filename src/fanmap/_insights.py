@@ -97,7 +97,6 @@ class MapRecord:
         self._in_flight.pop(chunk.start, None)
         if self.first_result is None:
             self.first_result = now - event.elapsed
-        self.items += len(event.results)
         if event.setup:
             self.setup[event.worker] = self.setup.get(event.worker, 0.0) + event.setup
         begun = now - self.began - event.elapsed
@@ -122,6 +121,10 @@ class MapRecord:
         last = chunk.start + len(chunk.items) - 1
         what = f"item {chunk.start}" if last == chunk.start else f"items {chunk.start}-{last}"
         self.marks.append((event.kind, event.worker, now - self.began, what))
+
+    def handed(self, count: int) -> None:
+        """``count`` items got their final value (a result, a Failure, or skipped)."""
+        self.items += count
 
     def failed(self, index: int, error: BaseException) -> None:
         if len(self.failures) < _FAILED_KEPT:
@@ -154,7 +157,8 @@ class MapRecord:
         out = []
         busy: set[str | None] = set()
         # Oldest first: a worker of a plain function runs its oldest chunk; the others wait.
-        for chunk, sent, holder in sorted(self._in_flight.values(), key=lambda f: f[1]):
+        in_flight = list(self._in_flight.values())  # one step under the GIL: the map goes on meanwhile
+        for chunk, sent, holder in sorted(in_flight, key=lambda f: f[1]):
             last = chunk.start + len(chunk.items) - 1
             runs = holder is not None and (self.together or holder not in busy)
             busy.add(holder)
@@ -288,6 +292,12 @@ def _advice(m: dict[str, Any]) -> str:
             what.append(f"{m['timeouts']} timed out")
         again = f"; {m['retries']} tries again were made" if m["retries"] else ""
         return f'{" and ".join(what)}{again}: see "failed" in to_dict() and the Failure of each item'
+    setup = max((w["setup"] for w in per_worker.values()), default=0.0)
+    if m["startup"] > 0.5 * wall and wall > 0.05 and setup > 0.5 * m["startup"]:
+        return (
+            f"the per-worker factories took {_t(setup)} before the first call ({setup / wall:.0%} of the "
+            f"wall time): they run once per worker, and later maps in the same process reuse their values"
+        )
     if m["startup"] > 0.5 * wall and wall > 0.05:
         return (
             f"starting the workers took {m['startup'] / wall:.0%} of the wall time: map more work per "

@@ -160,6 +160,10 @@ class Made:
                 known = self._make(spec, step)
             return known
 
+    def is_new(self, spec: PerWorker) -> bool:
+        """Whether asking for ``spec``'s values now would make them (nobody has, or is)."""
+        return spec.key not in self.values and spec.key not in self._making
+
     async def avalues_for(self, spec: PerWorker, step: Callable[[str], None] | None = None) -> dict[str, Any]:
         """`values_for` in the worker's event loop: async factories are awaited there.
 

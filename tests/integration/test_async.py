@@ -11,6 +11,7 @@ import collections
 import contextlib
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -396,3 +397,31 @@ def test_every_map_of_plain_code_works_for_an_async_function(backend: Any) -> No
     assert sorted(pf.imap_unordered(range(5), range(5))) == [0, 2, 4, 6, 8]
     assert pf.submit(20, 22).result(timeout=60) == 42
     assert pmap(afuncs.add_later, [1], [1], backend=backend, workers=2) == [2]
+
+
+@pytest.mark.parametrize("backend", ["process", "thread", "serial"])
+def test_a_call_that_raises_cancelled_error_fails_alone(backend: Any) -> None:
+    pf = parallel(afuncs.awaits_a_cancelled_future, backend=backend, workers=2, on_error="return")
+    out = pf.map(range(4))
+    assert [o for i, o in enumerate(out) if i != 2] == [0, 1, 3]
+    failure = out[2]
+    assert isinstance(failure, Failure)
+    assert isinstance(failure.exception, asyncio.CancelledError)
+
+
+def test_cancelling_amap_on_threads_starts_nothing_queued() -> None:
+    started = Value("i", 0)
+    pf = parallel(shared_state(started=started)(afuncs.counted_nap), backend="thread", workers=2)
+
+    async def main() -> int:
+        task = asyncio.ensure_future(pf.amap(range(40)))
+        while started.value < 3:  # the first calls are back: each thread holds two chunks
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return started.value
+
+    at_cancel = asyncio.run(asyncio.wait_for(main(), 120))
+    time.sleep(1.5)  # the calls running at the cancel end; no queued one may start after them
+    assert started.value == at_cancel

@@ -103,6 +103,7 @@ def test_retries_and_crashes_are_counted_and_marked(tmp_path: Path) -> None:
         out = pf.map(range(6), bad=3, code=1)
     assert isinstance(out[3], Failure)
     (m,) = report.to_dict()["maps"]
+    assert m["items"] == 6  # items, not calls: a retried item counts once
     assert m["crashes"] == 2  # tried twice, lost its worker twice
     assert m["retries"] == 1
     assert "lost with their worker" in m["advice"]

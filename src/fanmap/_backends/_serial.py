@@ -15,7 +15,7 @@ import time
 from collections.abc import Hashable
 from typing import Any, Final
 
-from .._aio import LoopThread, chunk_with_values, loop_thread
+from .._aio import LoopThread, loop_thread, timed_chunk
 from .._calls import Calls
 from .._chunk import Chunk, Done, Event, RunSpec
 from .._config import Options
@@ -65,20 +65,20 @@ class SerialPool:
         return None
 
     def _start(self, loop: LoopThread, calls: Calls, chunk: Chunk) -> None:
-        begun = time.perf_counter()
-        future = loop.start(chunk_with_values(calls, self._per_worker, chunk.items, "process"))
+        future = loop.start(timed_chunk(calls, self._per_worker, chunk.items, "process"))
         self._running[chunk] = future
 
         def finished(future: Any) -> None:
             if future.cancelled():
                 return
             times: list[float] | None = None
+            elapsed = setup = 0.0
             try:
-                results, errors, times = future.result()
+                (results, errors, times), elapsed, setup = future.result()
             except BaseException as exc:  # fanmap's own failure: the chunk's items fail with it
                 results, errors = [None] * len(chunk.items), dict.fromkeys(range(len(chunk.items)), exc)
-            elapsed = time.perf_counter() - begun
-            self._finished.put(Done(chunk, results, errors, elapsed, "the caller's event loop", times))
+            label = "the caller's event loop"
+            self._finished.put(Done(chunk, results, errors, elapsed, label, times, setup))
 
         future.add_done_callback(finished)
 

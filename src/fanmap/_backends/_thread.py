@@ -23,7 +23,7 @@ import time
 from collections.abc import Hashable
 from typing import Final
 
-from .._aio import GRACE, call_chunk_async
+from .._aio import GRACE, timed_chunk
 from .._calls import Calls
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
@@ -181,29 +181,22 @@ class _Thread:
         outbox: queue.SimpleQueue[tuple[_Thread, Done]],
     ) -> None:
         n = len(chunk.items)
-        if per_worker is not None:
-            made = made_here("thread")
-            fresh = per_worker.key not in made.values
-            self.initializing = fresh  # a factory's time is not a call's
-            try:
-                values = await made.avalues_for(per_worker)
-            except WorkerInitError as exc:  # every item fails with it; not made twice
-                outbox.put((self, Done(chunk, [None] * n, dict.fromkeys(range(n), exc), 0.0, self.label)))
-                return
-            finally:
-                if fresh:
-                    self.initializing = False
-                    self.begun = dict.fromkeys(self.begun, time.monotonic())
-            if per_worker.inject:
-                calls = calls.with_keywords(values)
-        begun = time.perf_counter()
+        fresh = per_worker is not None and made_here("thread").is_new(per_worker)
+        if fresh:
+            self.initializing = True  # a factory's time is not a call's
         times: list[float] | None = None
+        elapsed = setup = 0.0
         try:
-            results, errors, times = await call_chunk_async(calls, chunk.items)
+            (results, errors, times), elapsed, setup = await timed_chunk(
+                calls, per_worker, chunk.items, "thread"
+            )
         except Exception as exc:  # fanmap's own failure: the chunk's items fail with it
             results, errors = [None] * n, dict.fromkeys(range(n), exc)
-        elapsed = time.perf_counter() - begun
-        outbox.put((self, Done(chunk, results, errors, elapsed, self.label, times)))
+        finally:
+            if fresh:
+                self.initializing = False
+                self.begun = dict.fromkeys(self.begun, time.monotonic())
+        outbox.put((self, Done(chunk, results, errors, elapsed, self.label, times, setup)))
 
 
 class ThreadPool:
@@ -348,9 +341,18 @@ class ThreadPool:
         events.append(done)
 
     def _replace(self, thread: _Thread) -> None:
-        """Let a thread go (it ends after what it holds) and start another in its place."""
+        """Let a thread go (it ends after the call it runs) and start another in its place.
+
+        The chunks queued for it and not taken yet never start: they are reported as
+        unstarted (after a timeout) or dropped (the map stopped).
+        """
         thread.current = False
         self._out -= len(thread.chunks)
+        while True:
+            try:
+                thread.inbox.get_nowait()
+            except queue.Empty:
+                break
         thread.tell(None)
         self._generation += 1
         index = self._threads.index(thread)
