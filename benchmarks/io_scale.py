@@ -28,16 +28,26 @@ def nap(x: int) -> int:
     return x
 
 
+HEADERS = ["backend", "workers", "ideal", "fanmap (of ideal)", "stdlib (of ideal)", "fanmap vs stdlib"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    print(f"{CALLS} calls of sleep({NAP}); median of {args.repeats} interleaved runs; {machine()}")
+    print(versions("fanmap"))
+    rows, _ = measure(args.repeats)
+    print(table(HEADERS, rows))
+
+
+def measure(repeats: int) -> tuple[list[list[object]], dict[str, dict[str, float]]]:
+    """Table rows, and the share of the ideal each got, by case (``thread-256``...)."""
     import fanmap
     from fanmap import parallel
 
-    print(f"{CALLS} calls of sleep({NAP}); median of {args.repeats} interleaved runs; {machine()}")
-    print(versions("fanmap"))
-    rows = []
+    rows: list[list[object]] = []
+    shares: dict[str, dict[str, float]] = {}
     cases: list[tuple[Any, int]] = [("thread", 64), ("thread", 256), ("process", 32), ("process", 64)]
     for backend, workers in cases:
         fn = parallel(nap, backend=backend, workers=workers, start_method="fork")
@@ -54,13 +64,14 @@ def main() -> None:
             name: lambda peer=peer: list(peer.map(nap, range(CALLS))),  # type: ignore[misc]
         }
         samples: dict[str, list[float]] = {k: [] for k in runs}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for key, run in runs.items():
                 samples[key].append(timed(run))
         peer.shutdown()
         fanmap.shutdown()
         ideal = CALLS * NAP / workers
         ours, theirs = median(samples["fanmap"]), median(samples[name])
+        shares[f"{backend}-{workers}"] = {"fanmap": ideal / ours, name: ideal / theirs}
         rows.append(
             [
                 backend,
@@ -71,12 +82,7 @@ def main() -> None:
                 f"{theirs / ours:.2f}x",
             ]
         )
-    print(
-        table(
-            ["backend", "workers", "ideal", "fanmap (of ideal)", "stdlib (of ideal)", "fanmap vs stdlib"],
-            rows,
-        )
-    )
+    return rows, shares
 
 
 if __name__ == "__main__":

@@ -221,6 +221,19 @@ class Suite:
             f"{count} calls of about 5 ms of pure-Python work.",
         )
 
+    def io(self) -> None:
+        from benchmarks import io_scale
+
+        rows, shares = io_scale.measure(1 if self.quick else 3)
+        for case, share in shares.items():
+            self.summary[f"io-{case}"] = share
+        note = (
+            f"{io_scale.CALLS:,} calls of `time.sleep({io_scale.NAP})` beside the standard library's "
+            "executor with the same number of workers (fork, warm pools); the ideal is calls x 10 ms / "
+            "workers."
+        )
+        self.report("io", io_scale.HEADERS, rows, shares, note)
+
     def skew(self) -> None:
         count = 200
         rng = random.Random(20261122)
@@ -454,7 +467,7 @@ def _plot(suite: Suite, path: Path) -> None:
     plt.close(fig)
 
 
-SCENARIOS = ("startup", "overhead", "cpu", "skew", "error", "bigdata", "stream")
+SCENARIOS = ("startup", "overhead", "cpu", "skew", "error", "bigdata", "stream", "io")
 
 
 def main() -> None:
