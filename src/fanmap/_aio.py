@@ -14,9 +14,9 @@ reported by position. A call past the run's ``timeout`` is cancelled and fails w
 itself cannot be cancelled from in here: the pool sees its chunk overdue by more than
 `GRACE` and stops the worker.
 
-`LoopThread` is an event loop running in a thread of its own: a worker process's loop
-(its main thread keeps reading the task pipe), the caller's loop for the serial
-backend, a Dask worker's.
+`LoopThread` is an event loop running in a thread of its own: the caller's loop for the
+serial backend, a Dask worker's. (A worker process runs its loop in its main thread:
+see `_aworker`; a thread of the thread backend runs its own.)
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ __all__ = [
     "chunk_with_values",
     "is_async_function",
     "loop_thread",
-    "stop_loops",
     "timed_chunk",
 ]
 
@@ -198,20 +197,6 @@ class LoopThread:
         result: T = self.start(coro).result(timeout)
         return result
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Cancel what still runs in the loop, stop it and wait for its thread."""
-        if not self.thread.is_alive():
-            return
-
-        def finish() -> None:
-            for task in asyncio.all_tasks(self.loop):
-                task.cancel()
-            self.loop.call_soon(self.loop.stop)
-
-        with contextlib.suppress(RuntimeError):  # closed already
-            self.loop.call_soon_threadsafe(finish)
-        self.thread.join(timeout)
-
 
 _loops: dict[str, LoopThread] = {}
 _loops_lock = threading.Lock()
@@ -224,15 +209,6 @@ def loop_thread(name: str, setup: Callable[[], None] | None = None) -> LoopThrea
         if found is None or not found.thread.is_alive():
             found = _loops[name] = LoopThread(f"fanmap-{name}", setup)
         return found
-
-
-def stop_loops() -> None:
-    """Stop every loop this process started (at shutdown, after per-worker teardown)."""
-    with _loops_lock:
-        loops = list(_loops.values())
-        _loops.clear()
-    for found in loops:
-        found.stop()
 
 
 def _forget_after_fork() -> None:

@@ -19,7 +19,7 @@ from ._args import Args, CallMode
 from ._config import Options, OptionsDict, resolve, validate
 from ._engine import execute
 from ._errors import SharedStateError
-from ._perworker import PerWorker, made_here
+from ._perworker import PerWorker, made_here, refuse_async_factories
 from ._results import by_name as _by_name
 from ._results import check_iterable as _check_iterable
 from ._results import collected as _collected
@@ -606,9 +606,4 @@ def _refuse_async_parts(
             f"concurrency sets how many calls of an async def function run at once in each "
             f"worker (a plain function's worker runs one call at a time): use workers=N"
         )
-    if per_worker is not None and per_worker.is_async:
-        raise TypeError(
-            f"{per_worker!r} has async factories, which are made in the event loop of an "
-            f"async def function's worker; {name} is a plain function: make the factories "
-            f"plain functions"
-        )
+    refuse_async_factories(per_worker, name)

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from . import _pools
@@ -125,20 +125,16 @@ class Made:
         self._lock = threading.RLock()
         self._making: dict[str, Any] = {}  # async makings under way, by spec key
 
-    def values_for(
-        self,
-        spec: PerWorker,
-        step: Callable[[str], None] | None = None,
-        run: Callable[[Coroutine[Any, Any, Any]], Any] | None = None,
-    ) -> dict[str, Any]:
+    def values_for(self, spec: PerWorker, step: Callable[[str], None] | None = None) -> dict[str, Any]:
         """The values of ``spec`` here, made now if this is the worker's first call.
+
+        Plain functions only: an async function's values are made in its worker's event
+        loop (`avalues_for`); async factories are refused for plain functions at decoration.
 
         Args:
             spec: The factories.
             step: Told each factory's ``name=label`` before it runs (a process worker
                 tells its caller, which enforces the spec's timeout).
-            run: Runs a coroutine to its end in the worker's event loop, for async
-                factories (they are made there, where the calls will use them).
 
         Raises:
             WorkerInitError: A factory raised; its exception is the cause.
@@ -146,14 +142,6 @@ class Made:
         known = self.values.get(spec.key)
         if known is not None:
             return known
-        if spec.is_async:
-            if run is None:
-                raise WorkerInitError(
-                    f"{spec!r} has async factories, which serve async def functions only; "
-                    f"make them plain functions to use them with a plain function"
-                )
-            made: dict[str, Any] = run(self.avalues_for(spec, step))
-            return made
         with self._lock:  # several threads of one process may ask at once: made once
             known = self.values.get(spec.key)
             if known is None:
@@ -382,6 +370,15 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 _pools.on_shutdown(teardown_process)
 
 
+def refuse_async_factories(spec: PerWorker | None, name: str) -> None:
+    """Refuse async factories for a plain function (they are made in an event loop)."""
+    if spec is not None and spec.is_async:
+        raise TypeError(
+            f"{spec!r} has async factories, which are made in the event loop of an async def "
+            f"function's worker; {name} is a plain function: make the factories plain functions"
+        )
+
+
 def check_factories(factories: dict[str, Any], timeout: object) -> None:
     """Refuse, at decoration, what cannot be a factory."""
     if not factories:
@@ -472,13 +469,8 @@ def per_worker(*, timeout: float | None = None, **factories: Callable[[], Any]) 
                 async with values_for_one_call(spec) as values:
                     return await fn(*args, **{**values, **kwargs})
 
-        elif spec.is_async:
-            raise TypeError(
-                f"{spec!r} has async factories, which are made in the event loop of an async def "
-                f"function's worker; {_label(fn)} is a plain function: make the factories plain "
-                f"functions"
-            )
         else:
+            refuse_async_factories(spec, _label(fn))
 
             @functools.wraps(fn)
             def with_values(*args: Any, **kwargs: Any) -> Any:
