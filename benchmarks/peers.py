@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+from benchmarks import workloads
 
 Fn = Callable[..., Any]
 
@@ -23,7 +27,7 @@ class Contender:
     def open(self) -> None:
         """Start the pool (the workers, where the peer starts them eagerly)."""
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -36,7 +40,7 @@ class Contender:
 class Serial(Contender):
     name = "serial loop"
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         return [fn(x) for x in items]
 
 
@@ -50,7 +54,7 @@ class Fanmap(Contender):
         # Start the workers now, like the pools that start eagerly.
         parallel(_noop, workers=self.workers, start_method=self.start_method).map([0])
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         pf = self._parallel(fn, workers=self.workers, start_method=self.start_method)
         result: list[Any] = pf.map(items)
         return result
@@ -59,6 +63,53 @@ class Fanmap(Contender):
         from fanmap import _pools
 
         _pools.shutdown()
+
+
+class FanmapPerWorker(Fanmap):
+    """fanmap with a `@per_worker` value given to every call (``x * 2`` as ``x * factor``)."""
+
+    name = "fanmap @per_worker"
+
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
+        from fanmap import per_worker
+
+        assert fn is workloads.double, "this contender maps x * 2 only"
+        pf = self._parallel(
+            per_worker(factor=workloads.two)(workloads.double_with),
+            workers=self.workers,
+            start_method=self.start_method,
+        )
+        result: list[Any] = pf.map(items)
+        return result
+
+
+class FanmapInsights(Fanmap):
+    """fanmap with every map inside ``fanmap.insights()``."""
+
+    name = "fanmap in insights()"
+
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
+        from fanmap import insights
+
+        with insights():
+            return super().map(fn, items)
+
+
+class FanmapCheckpoint(Fanmap):
+    """fanmap recording every result in a new checkpoint file."""
+
+    name = "fanmap checkpoint="
+
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
+        with tempfile.TemporaryDirectory() as folder:
+            pf = self._parallel(
+                fn,
+                workers=self.workers,
+                start_method=self.start_method,
+                checkpoint=os.path.join(folder, "run.sqlite"),
+            )
+            result: list[Any] = pf.map(items)
+            return result
 
 
 class FanmapLazy(Fanmap):
@@ -78,7 +129,7 @@ class PoolMap(Contender):
     def open(self) -> None:
         self._pool = multiprocessing.get_context(self.start_method).Pool(self.workers)
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:
@@ -90,7 +141,7 @@ class PoolImapUnordered(PoolMap):
     name = "Pool.imap_unordered"
     ordered = False
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         return list(self._pool.imap_unordered(fn, items, chunksize=self.tuned_chunksize(len(items))))
 
 
@@ -102,7 +153,7 @@ class Executor(Contender):
         context = multiprocessing.get_context(self.start_method)
         self._ex = ProcessPoolExecutor(self.workers, mp_context=context)
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         chunksize = self.tuned_chunksize(len(items)) if self.chunks else 1
         return list(self._ex.map(fn, items, chunksize=chunksize))
 
@@ -125,7 +176,7 @@ class Joblib(Contender):
         self._delayed = delayed
         self._parallel = Parallel(n_jobs=self.workers, return_as="generator_unordered")
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         return list(self._parallel(self._delayed(fn)(x) for x in items))
 
 
@@ -137,7 +188,7 @@ class Loky(Contender):
 
         self._ex = get_reusable_executor(max_workers=self.workers)
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         return list(self._ex.map(fn, items, chunksize=self.tuned_chunksize(len(items))))
 
     def close(self) -> None:
@@ -152,7 +203,7 @@ class Mpire(Contender):
 
         self._pool = WorkerPool(n_jobs=self.workers, start_method=self.start_method, keep_alive=True)
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         return list(self._pool.map(fn, items, progress_bar=False))
 
     def close(self) -> None:
@@ -168,7 +219,7 @@ class Pebble(Contender):
         context = multiprocessing.get_context(self.start_method)
         self._pool = ProcessPool(max_workers=self.workers, context=context)
 
-    def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+    def map(self, fn: Fn, items: Sequence[Any]) -> list[Any]:
         future = self._pool.map(fn, items, chunksize=self.tuned_chunksize(len(items)))
         return list(future.result())
 

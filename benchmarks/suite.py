@@ -3,12 +3,12 @@
 Run: .venv/bin/python -m benchmarks.suite [--quick] [--only SCENARIO ...]
 
 Scenarios (2 workers, fork unless said otherwise): startup, overhead, cpu, skew, error,
-bigdata, stream. Contenders run in this process tree on the same inputs; each
+bigdata, stream, io. Contenders run in this process tree on the same inputs; each
 measurement is repeated with the contenders interleaved (the order rotates every
 round) and the median is reported. Prints a markdown table per scenario with ratios,
 writes every sample with the machine and package versions to
-benchmarks/results/latest.json and the tables and a plot to docs/benchmarks.md and
-docs/benchmarks.png.
+benchmarks/results/latest.json, and the tables to docs/benchmarks.md with a plot per
+scenario (docs/benchmarks-<scenario>.png).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,36 +160,58 @@ class Suite:
         items = list(range(n))
         # chunksize=1 over 200,000 calls would take minutes: that executor sits this one out
         contenders = peers.contenders(_with_fanmap(excluding=(peers.Executor,)), WORKERS)
+        # fanmap's own capabilities on the same calls, warm, on a list
+        variants = peers.contenders(
+            [peers.FanmapPerWorker, peers.FanmapInsights, peers.FanmapCheckpoint], WORKERS
+        )
         expected = sorted(x * 2 for x in items)
 
         cold = self.rounds(contenders, lambda c: _timed_open_map(c, workloads.double, items, expected))
         warm = self.warm_rounds(
-            contenders,
+            contenders + variants,
             lambda c: c.map(workloads.double, items[:1000]),
             lambda c: _timed_map(c, workloads.double, items, expected),
         )
-        best_warm = max(n / median(v) for k, v in warm.items() if k != "fanmap")
-        best_cold = max(n / median(v) for k, v in cold.items() if k != "fanmap")
+        ranged = self.warm_rounds(
+            contenders,
+            lambda c: c.map(workloads.double, range(1000)),
+            lambda c: _timed_map(c, workloads.double, range(n), expected),
+        )
+
+        def rate(times: dict[str, list[float]]) -> dict[str, float]:
+            return {k: n / median(v) for k, v in times.items()}
+
+        def best(rates: dict[str, float]) -> float:
+            return max(v for k, v in rates.items() if not k.startswith("fanmap"))
+
+        rates = {"warm": rate(warm), "range": rate(ranged), "cold": rate(cold)}
+        bests = {kind: best(r) for kind, r in rates.items()}
         rows = []
-        for c in contenders:
-            w, s = n / median(warm[c.name]), n / median(cold[c.name])
-            rows.append(
-                [
-                    c.name,
-                    f"{w / 1e6:.2f} M",
-                    f"{w / best_warm:.2f}x",
-                    f"{s / 1e6:.2f} M",
-                    f"{s / best_cold:.2f}x",
-                ]
-            )
-        self.summary["overhead-warm"] = {k: n / median(v) for k, v in warm.items()}
-        self.summary["overhead-cold"] = {k: n / median(v) for k, v in cold.items()}
+        for c in contenders + variants:
+            row = [c.name]
+            for kind in ("warm", "range", "cold"):
+                r = rates[kind].get(c.name)
+                row += ["—", "—"] if r is None else [f"{r / 1e6:.2f} M", f"{r / bests[kind]:.2f}x"]
+            rows.append(row)
+        self.summary["overhead-warm"] = rates["warm"]
+        self.summary["overhead-range"] = rates["range"]
+        self.summary["overhead-cold"] = rates["cold"]
         self.report(
             "overhead",
-            ["contender", "calls/s warm", "vs best peer", "calls/s incl. start", "vs best peer"],
+            [
+                "contender",
+                "calls/s warm, list",
+                "vs best peer",
+                "calls/s warm, range",
+                "vs best peer",
+                "calls/s incl. start, list",
+                "vs best peer",
+            ],
             rows,
-            {"warm": warm, "cold": cold, "items": n},
-            f"{n:,} calls of `x * 2` on a list.",
+            {"warm": warm, "range": ranged, "cold": cold, "items": n},
+            f"{n:,} calls of `x * 2`, on a list and on a range. The last rows are fanmap with a "
+            "`@per_worker` value, inside `insights()`, and with `checkpoint=` (a new file each map), "
+            "warm, on a list.",
         )
 
     def cpu(self) -> None:
@@ -298,7 +320,7 @@ class Suite:
         size = 3_125_000 if self.quick else 25_000_000
         rows = []
         samples: dict[str, list[dict[str, float]]] = {}
-        for name in ("fanmap", "joblib", "mpire", "multiprocessing.Pool"):
+        for name in ("fanmap", "fanmap.share", "joblib", "mpire", "multiprocessing.Pool"):
             runs = []
             for _ in range(self.repeats):
                 proc = subprocess.run(
@@ -311,7 +333,8 @@ class Suite:
                 )
                 runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             samples[name] = runs
-        best_t = min(median([r["seconds"] for r in v]) for k, v in samples.items() if k != "fanmap")
+        peers = [v for k, v in samples.items() if not k.startswith("fanmap")]
+        best_t = min(median([r["seconds"] for r in v]) for v in peers)
         for name, runs in samples.items():
             t = median([r["seconds"] for r in runs])
             rows.append(
@@ -324,7 +347,7 @@ class Suite:
                 "contender",
                 "wall time",
                 "speed vs best peer",
-                "peak memory above the caller's (PSS, all processes)",
+                "peak memory above the caller's (all processes)",
             ],
             rows,
             samples,
@@ -370,7 +393,9 @@ def _timed_nap(durations: list[float], c: peers.Contender) -> float:
     return timed(lambda: c.map(workloads.nap, durations))
 
 
-def _timed_map(c: peers.Contender, fn: Callable[..., Any], items: list[Any], expected: list[Any]) -> float:
+def _timed_map(
+    c: peers.Contender, fn: Callable[..., Any], items: Sequence[Any], expected: list[Any]
+) -> float:
     began = time.perf_counter()
     out = c.map(fn, items)
     took = time.perf_counter() - began
@@ -435,25 +460,48 @@ def _rss_along(results: Any, total: int) -> list[float]:
     return marks
 
 
-def _plot(suite: Suite, path: Path) -> None:
+#: The summary's figures plotted for each scenario: key (or key prefix ending in "-"), title.
+_PLOTS: dict[str, list[tuple[str, str]]] = {
+    "startup": [
+        ("startup-fork", "first result, fresh pool, fork (s, lower is better)"),
+        ("startup-spawn", "first result, fresh pool, spawn (s, lower is better)"),
+    ],
+    "overhead": [
+        ("overhead-warm", "calls/s, warm pool, list (higher is better)"),
+        ("overhead-range", "calls/s, warm pool, range (higher is better)"),
+        ("overhead-cold", "calls/s including start-up, list (higher is better)"),
+    ],
+    "cpu": [("cpu", "speed vs a bare fork split (higher is better)")],
+    "skew": [("skew-", "makespan / lower bound (lower is better)")],
+    "error": [("error", "time to the error / serial loop (lower is better)")],
+    "bigdata": [("bigdata", "wall time, 200 MB array to 16 calls (s, lower is better)")],
+    "stream": [("stream", "caller RSS growth over a long imap (MB, lower is better)")],
+    "io": [("io-", "calls/s as a share of the ideal (higher is better)")],
+}
+
+
+def _plot(suite: Suite, scenario: str, path: Path) -> bool:
+    """One figure for a scenario's figures in the summary; whether there were any."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("overhead-warm", "calls/s, warm (higher is better)", False),
-        ("cpu", "vs bare fork split (higher is better)", False),
-        ("skew-ascending", "makespan / lower bound, long calls last (lower is better)", True),
-        ("error", "time to error / serial (lower is better)", True),
-    ]
-    panels = [p for p in panels if p[0] in suite.summary]
+    panels = []
+    for key, title in _PLOTS.get(scenario, []):
+        keys = [k for k in suite.summary if k.startswith(key)] if key.endswith("-") else [key]
+        panels += [(k, f"{title}: {k[len(key) :]}" if key.endswith("-") else title) for k in keys]
+    panels = [(k, t) for k, t in panels if suite.summary.get(k)]
     if not panels:
-        return
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.4 * len(panels)))
+        return False
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(8, 0.6 + 0.28 * sum(len(suite.summary[k]) for k, _ in panels) + 0.5 * len(panels)),
+    )
     if len(panels) == 1:
         axes = [axes]
-    for ax, (key, title, _) in zip(axes, panels, strict=True):
+    for ax, (key, title) in zip(axes, panels, strict=True):
         data = suite.summary[key]
         names = list(data)
         values = [data[n] for n in names]
@@ -463,8 +511,9 @@ def _plot(suite: Suite, path: Path) -> None:
         ax.tick_params(labelsize=8)
         ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 SCENARIOS = ("startup", "overhead", "cpu", "skew", "error", "bigdata", "stream", "io")
@@ -492,7 +541,8 @@ def main() -> None:
     (results / "latest.json").write_text(
         json.dumps({**facts, "seconds": took, "summary": suite.summary, "samples": suite.samples}, indent=1)
     )
-    _plot(suite, ROOT / "docs" / "benchmarks.png")
+    for old in (ROOT / "docs").glob("benchmarks*.png"):
+        old.unlink()
     page = [
         "# Benchmarks",
         "",
@@ -505,11 +555,11 @@ def main() -> None:
         "",
         "Every sample is in `benchmarks/results/latest.json`. Ratios compare medians of the same run.",
         "",
-        "![fanmap beside its peers](benchmarks.png)",
-        "",
     ]
     for name, text in suite.tables.items():
         page += [f"## {name}", "", text, ""]
+        if _plot(suite, name, ROOT / "docs" / f"benchmarks-{name}.png"):
+            page += [f"![{name}: fanmap beside its peers](benchmarks-{name}.png)", ""]
     page += saved_sections(results)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(page))
 

@@ -10,6 +10,15 @@ def double(x: int) -> int:
     return x * 2
 
 
+def two() -> int:
+    """A per-worker factory: what a model loaded once per worker stands for."""
+    return 2
+
+
+def double_with(x: int, *, factor: int) -> int:
+    return x * factor
+
+
 def spin(seconds: float) -> float:
     """Pure-Python CPU work for about ``seconds`` (holds the GIL, like real Python code)."""
     end = time.perf_counter() + seconds

@@ -252,6 +252,10 @@ def inspect_array(i: int, arr: Any) -> tuple[float, float, bool]:
     return float(arr.sum()), private_mb(), bool(arr.flags.writeable)
 
 
+def double_in_place(i: int, arr: Any) -> None:
+    arr[i] *= 2
+
+
 def inspect_array_then_fail(i: int, arr: Any) -> float:
     if i == 3:
         raise CustomError("fails after reading the array")

@@ -21,7 +21,6 @@ see `_aworker`; a thread of the thread backend runs its own.)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -31,6 +30,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
+# asyncio is imported in the functions that use it: a plain map never loads it.
 from ._args import call_args
 from ._calls import Calls, Ran, explained
 from ._errors import TaskTimeoutError, WorkerInitError
@@ -73,6 +73,8 @@ def is_async_function(fn: Any) -> bool:
 
 async def _one(calls: Calls, item: Any) -> tuple[bool, Any]:
     """One call: ``(True, result)`` or ``(False, exception)``."""
+    import asyncio
+
     try:
         args, kwargs = call_args(calls.mode, item, calls.kwargs)
         if calls.timeout is None:
@@ -111,6 +113,8 @@ async def call_chunk_async(calls: Calls, items: Sequence[Any]) -> Ran:
     Every item runs (``stop_on_error`` does not apply: the calls run together). With
     ``calls.timed`` each coroutine's seconds come back too.
     """
+    import asyncio
+
     times: list[float] | None = None
     if calls.timed:
         timed = await asyncio.gather(*(_timed(calls, item) for item in items))
@@ -169,10 +173,14 @@ class LoopThread:
     """An event loop that runs for good in a daemon thread of its own."""
 
     def __init__(self, name: str, setup: Callable[[], None] | None = None) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
         def run() -> None:
+            import asyncio
+
             asyncio.set_event_loop(self.loop)
             if setup is not None:
                 setup()
@@ -190,6 +198,8 @@ class LoopThread:
 
     def start(self, coro: Coroutine[Any, Any, T]) -> Any:
         """Schedule ``coro`` in the loop; return its `concurrent.futures.Future`."""
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

@@ -20,12 +20,15 @@ it, so the input is read only a little ahead of what was consumed, as with ``ima
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
+import sys
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+
+if TYPE_CHECKING:  # asyncio is imported where used: a plain map never loads it
+    import asyncio
 
 from ._engine import Stopped
 from ._results import without_our_frames
@@ -49,6 +52,9 @@ _LOOK: Final = 0.05
 def refuse_running_loop(label: str, what: str) -> None:
     """Raise if called from a running event loop: a blocking map of an async function
     there would hold up the loop (and its own calls would never get a turn in it)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:  # not even imported: no loop can be running
+        return
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -83,6 +89,8 @@ class AsyncSource(Source):
         self._ended = False
 
     async def _pull(self, count: int, block: bool) -> list[Any] | None:
+        import asyncio
+
         out: list[Any] = []
         while len(out) < count and not self._ended:
             if self._next is None:
@@ -101,6 +109,8 @@ class AsyncSource(Source):
         return out if out or not self._ended else None
 
     def take(self, count: int, block: bool) -> Sequence[Any] | None:
+        import asyncio
+
         if self._ended:
             return None
         future = asyncio.run_coroutine_threadsafe(self._pull(count, block), self._loop)
@@ -128,6 +138,8 @@ class _Bridge:
     """The thread that runs the engine for a map awaited in an event loop."""
 
     def __init__(self, start: Callable[[Any, threading.Event], Blocks], items: Any, lazy: bool) -> None:
+        import asyncio
+
         self.loop = asyncio.get_running_loop()
         self.stop = threading.Event()
         self.source = _source(items, self.loop, self.stop)
@@ -186,6 +198,8 @@ class _Bridge:
 
     async def ended(self) -> None:
         """Wait until the bridge has stopped its workers (a second cancel gives up)."""
+        import asyncio
+
         await asyncio.shield(self.finished)
 
 

@@ -28,14 +28,12 @@ from ._calls import Calls
 from ._errors import WorkerInitError
 from ._forward import flush_output
 from ._perworker import PerWorker, made_here
-from ._wire import INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK
+from ._wire import IDLE, INIT_DONE, TASK, WHOLE_CHUNK, read_message
 
-__all__ = ["IDLE", "read_message", "serve_async", "worker_loop"]
+__all__ = ["IDLE", "serve_async", "worker_loop"]
 
 #: Seconds without work after which the worker goes back to its plain loop.
 _LINGER: Final = 0.1
-#: Returned when the worker went idle (no message to hand back).
-IDLE: Final = object()
 _WAKE: Final = object()
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -147,20 +145,6 @@ async def _serve(
     finally:
         closed = True  # a read already scheduled must not take a message from the pipe
         loop.remove_reader(fd)
-
-
-def read_message(data: Any, inbound: Inbound) -> Any:
-    """A message of the task pipe, unpickled (shared-memory buffers mapped); one that
-    cannot be read becomes ``(TASK, None, exception)``."""
-    if data is None:
-        return None
-    try:
-        message = pickle.loads(data)
-        if message is not None and message[0] == TASK_SHM:
-            message = inbound.loads(message[2], message[1])
-    except Exception as exc:
-        message = (TASK, None, exc)
-    return message
 
 
 async def _chunk(spec: Calls, start: int, items: Any, send: Callable[[bytes], None], reply: Any) -> None:

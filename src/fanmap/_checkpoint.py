@@ -28,16 +28,15 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from ._errors import FanmapError
 from ._mainmod import dumps
 
-__all__ = ["COMMIT_EVERY", "Checkpoint", "CheckpointError", "Store"]
+__all__ = ["Checkpoint", "CheckpointError", "Store"]
 
 _FORMAT: Final = "fanmap-checkpoint-1"
 _COMMIT_EVERY: Final = 0.5  # seconds
-COMMIT_EVERY: Final = _COMMIT_EVERY
 
 
 class CheckpointError(FanmapError):
@@ -88,6 +87,9 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
 
 class Store:
     """The checkpoint of one run: what is recorded, and what it records as it goes."""
+
+    #: Seconds between commits at most: the engine wakes up this often while results wait.
+    commit_every: ClassVar[float] = _COMMIT_EVERY
 
     def __init__(self, path: str | os.PathLike[str], function: str, keywords: dict[str, Any]) -> None:
         self.path = Path(path)

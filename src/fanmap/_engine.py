@@ -23,14 +23,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from ._checkpoint import Store
 
 from . import _context, _pools
 from ._aio import is_async_function
 from ._args import CallMode, arguments_of
 from ._backends import Pool, Unsendable, get_backend
 from ._calls import Calls
-from ._checkpoint import COMMIT_EVERY, Store
 from ._chunk import Chunk, Done, Lost, RunSpec
 from ._config import Options
 from ._errors import (
@@ -148,6 +150,12 @@ class _Run:
         if note:
             call = describe_call(self.spec.calls.mode, item)
             error.add_note(f"fanmap: raised by item {index} {call} in {worker}")
+            if isinstance(error, ValueError) and "read-only" in str(error):
+                error.add_note(
+                    "fanmap: NumPy arrays of 1 MiB or more, and any from fanmap.share, reach "
+                    "process workers as read-only views of shared memory: copy one (a.copy()) "
+                    "to change it in a call"
+                )
         if self.insight is not None:
             self.insight.failed(index, error)
         return self.policy.settle(error, index, self.spec.calls.mode, item, self.spec.calls.kwargs)
@@ -372,6 +380,8 @@ def execute(
     run.first, first = first, None
     run.insight = record
     if options.checkpoint is not None:
+        from ._checkpoint import Store  # sqlite3 and hashlib: loaded only for a checkpoint
+
         run.store = Store(options.checkpoint, _qualified(fn), kwargs)
     try:
         with _pools.lease(backend, options) as pool:
@@ -452,6 +462,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
         pool.target_seconds or TARGET,
         run.spec.concurrency,
         pool.chunks_together,
+        pool.queue_shared,
     )
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter
@@ -535,7 +546,8 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 continue  # a live source had nothing yet: ask it again, blocking
             wait = 0.0 if ready else _LIVE_POLL if live and not exhausted else None
             if run.store is not None and run.store.dirty:  # results must reach the file
-                wait = COMMIT_EVERY if wait is None else min(wait, COMMIT_EVERY)
+                every = run.store.commit_every
+                wait = every if wait is None else min(wait, every)
             if stop is not None:
                 if stop.is_set():
                     raise Stopped

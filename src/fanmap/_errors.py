@@ -41,6 +41,7 @@ class FanmapError(Exception):
     """Base class of every error fanmap raises on its own account.
 
     Examples:
+        >>> from fanmap import FanmapError, TaskTimeoutError
         >>> issubclass(TaskTimeoutError, FanmapError)
         True
     """
@@ -55,6 +56,7 @@ class WorkerCrashedError(FanmapError, BrokenProcessPool):
         exitcode: The worker's exit code; negative for a signal (``-9`` is SIGKILL).
 
     Examples:
+        >>> from fanmap import WorkerCrashedError
         >>> err = WorkerCrashedError("worker 1 (pid 42) was killed by SIGKILL", exitcode=-9)
         >>> err.exitcode
         -9
@@ -72,6 +74,7 @@ class TaskTimeoutError(FanmapError, TimeoutError):
     """A call ran longer than the ``timeout`` option; its worker was stopped.
 
     Examples:
+        >>> from fanmap import TaskTimeoutError
         >>> isinstance(TaskTimeoutError("item 3 ran past 1s"), TimeoutError)
         True
     """
@@ -81,6 +84,7 @@ class SerializationError(FanmapError, pickle.PicklingError):
     """A function, argument, keyword or result could not be pickled or unpickled.
 
     Examples:
+        >>> from fanmap import SerializationError
         >>> raise SerializationError("cannot pickle argument 1 of item 0 (a generator)")
         Traceback (most recent call last):
         ...
@@ -99,6 +103,7 @@ class RemoteError(FanmapError):
         remote_traceback: The original traceback, formatted in the worker.
 
     Examples:
+        >>> from fanmap import RemoteError
         >>> err = RemoteError("mod.Odd", "Traceback (most recent call last): ...")
         >>> err.type_name
         'mod.Odd'
@@ -122,6 +127,7 @@ class BackendUnavailableError(FanmapError, ImportError):
     """A backend needs a package that is not installed; the message names the extra.
 
     Examples:
+        >>> from fanmap import BackendUnavailableError
         >>> isinstance(BackendUnavailableError("pip install 'fanmap[dask]'"), ImportError)
         True
     """
@@ -131,6 +137,7 @@ class SharedStateError(FanmapError):
     """Shared state was misused: an unknown parameter name, or a backend that cannot share.
 
     Examples:
+        >>> from fanmap import FanmapError, SharedStateError
         >>> issubclass(SharedStateError, FanmapError)
         True
     """
@@ -145,6 +152,7 @@ class WorkerInitError(FanmapError, BrokenProcessPool):
     worker. The next map tries the factory again.
 
     Examples:
+        >>> from fanmap import FanmapError, WorkerInitError
         >>> issubclass(WorkerInitError, FanmapError)
         True
     """

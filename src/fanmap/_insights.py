@@ -23,9 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import json
 import os
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -213,7 +211,7 @@ class MapRecord:
             "chunks": {
                 "count": len(self.sizes),
                 "min": min(self.sizes, default=0),
-                "median": statistics.median_low(self.sizes) if self.sizes else 0,
+                "median": sorted(self.sizes)[(len(self.sizes) - 1) // 2] if self.sizes else 0,
                 "max": max(self.sizes, default=0),
             },
             "caller": {"bytes": self.bytes, "seconds": self.send_seconds},
@@ -252,7 +250,7 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {
         "count": len(ordered),
         "mean": sum(ordered) / len(ordered),
-        "median": statistics.median(ordered),
+        "median": _median(ordered),
         "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
         "max": ordered[-1],
     }
@@ -300,8 +298,10 @@ def _advice(m: dict[str, Any]) -> str:
         )
     if m["startup"] > 0.5 * wall and wall > 0.05:
         return (
-            f"starting the workers took {m['startup'] / wall:.0%} of the wall time: map more work per "
-            f"call of map, keep the process alive between maps (pools stay warm), or use fewer workers"
+            f"the first call began only after {m['startup'] / wall:.0%} of the wall time (starting workers, "
+            f"and sending them the function and the map's keyword arguments): map more work per call of "
+            f"map, keep the process alive between maps (pools stay warm), place large arrays in shared "
+            f"memory once with fanmap.share, or use fewer workers"
         )
     if m["caller"]["seconds"] > 0.5 * wall:
         return (
@@ -433,6 +433,8 @@ class Report:
                     {"name": f"{kind}: {what}", "ph": "i", "s": "t", "pid": pid, "tid": tid,
                      "ts": shift + when * 1e6}
                 )  # fmt: skip
+        import json
+
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"traceEvents": events, "displayTimeUnit": "ms"}, f)
 
@@ -536,6 +538,11 @@ def insights() -> Iterator[Report]:
         yield report
     finally:
         _active.reset(token)
+
+
+def _median(ordered: list[float]) -> float:
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def recorder(label: str, backend: str, workers: int, describe: Any, together: bool) -> MapRecord | None:

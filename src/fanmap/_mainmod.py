@@ -159,10 +159,19 @@ def _pickler() -> type[Any]:
     return MainPickler
 
 
-def dumps_by_value(obj: object, buffer_callback: Any = None, protocol: int = PROTOCOL) -> bytes:
-    """Pickle with cloudpickle, ``__main__`` objects by value into a lasting namespace."""
+def dumps_by_value(
+    obj: object,
+    buffer_callback: Any = None,
+    protocol: int = PROTOCOL,
+    reducers: dict[type, Callable[[Any], Any]] | None = None,
+) -> bytes:
+    """Pickle with cloudpickle, ``__main__`` objects by value into a lasting namespace;
+    ``reducers`` reduce objects of their exact type first."""
     with io.BytesIO() as file:
-        _pickler()(file, protocol, buffer_callback).dump(obj)
+        pickler = _pickler()(file, protocol, buffer_callback)
+        if reducers:
+            pickler.dispatch_table = ChainMap(reducers, pickler.dispatch_table)
+        pickler.dump(obj)
         return file.getvalue()
 
 

@@ -4,9 +4,13 @@ The first chunk of each worker holds one item, to measure a call; then chunks ho
 about `TARGET` seconds of work (a pool may ask for more, as Dask's does), growing at
 most `_GROWTH` times per step and never past `_MAX_ITEMS`; near the end of input of
 known length they shrink to a share of what is left (down to `_FLOOR` seconds of work)
-so that the workers finish together; and calls slower than `_SLOW` go one per chunk.
+so that the workers finish together; and calls slower than `_SLOW` go one per chunk,
+unless so many workers run them (hundreds of threads sleeping on I/O) that chunks of one
+would come back faster than `_RATE` a second: then a chunk holds the few calls that
+keep below it, shrinking near the end like the others.
 A worker gets a second chunk queued behind its running one while chunks are short, or
-while the end is far away.
+while the end is far away; a pool whose queued chunks go to whichever worker is free
+first (threads) always keeps one queued per worker.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ _FADE: Final = 0.7  # weight kept by earlier measurements at each new one
 _FLOOR: Final = 0.002  # seconds of work below which a chunk is not shrunk further
 _SHARE: Final = 2  # a chunk holds at most 1 / (_SHARE * workers) of what is left
 _ENDGAME: Final = 4  # within this many chunks per worker of the end, queue nothing
+_RATE: Final = 4000  # chunks a second the caller hands out at most, for slow calls
 
 
 class Sizer:
@@ -40,6 +45,7 @@ class Sizer:
         target: float = TARGET,
         concurrency: int | None = None,
         together: bool = True,
+        shared: bool = False,
     ) -> None:
         self.fixed = 1 if options.timeout is not None else options.chunksize
         #: Chunks per worker at once, for an async function (None: a plain one).
@@ -67,6 +73,8 @@ class Sizer:
         self.slow = target * (_SLOW / TARGET)
         self.floor = target * (_FLOOR / TARGET)
         self.workers = workers
+        #: Whether queued chunks go to whichever worker is free first (threads).
+        self.shared = shared
         self.total = total
         self.per_item: float | None = None
         self._elapsed = 0.0
@@ -89,8 +97,14 @@ class Sizer:
                 size = max(1, min(size, math.ceil(self.total / self.workers)))
         elif self.fixed is not None:
             size = self.fixed
-        elif self.per_item is None or self.per_item >= self.slow:
+        elif self.per_item is None:
             size = 1
+        elif self.per_item >= self.slow:
+            # One call a chunk, for balance; unless so many workers would then ask the
+            # caller for more chunks than it can hand out without delaying them.
+            size = max(1, math.ceil(self.workers / self.per_item / _RATE))
+            if size > 1 and self.total is not None:
+                size = max(1, min(size, math.ceil((self.total - position) / (_SHARE * self.workers))))
         else:
             size = min(max(1, round(self.target / max(self.per_item, 1e-9))), self.last * _GROWTH, _MAX_ITEMS)
             if self.total is not None:
@@ -111,6 +125,8 @@ class Sizer:
             return self.held
         if self.per_item is None:
             return 1
+        if self.shared:
+            return 2  # a queued chunk waits behind nobody: never let a worker wait for the caller
         if self.per_item * self.last < self.target * (_PREFETCH_BELOW / TARGET):
             return 2  # short chunks: never let a worker wait for the caller
         if self.total is not None and self.total - position > _ENDGAME * self.workers * self.last:

@@ -20,10 +20,26 @@ class lookup on every message.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+import pickle
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-__all__ = ["IDLE_EXIT", "INIT", "INIT_DONE", "TASK", "TASK_SHM", "WHOLE_CHUNK", "Setup"]
+if TYPE_CHECKING:
+    from ._bigargs import Inbound
 
+__all__ = [
+    "IDLE",
+    "IDLE_EXIT",
+    "INIT",
+    "INIT_DONE",
+    "TASK",
+    "TASK_SHM",
+    "WHOLE_CHUNK",
+    "Setup",
+    "read_message",
+]
+
+#: An async worker went idle, with no message to hand back to the plain loop.
+IDLE: Final = object()
 TASK: Final = 0
 #: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
 TASK_SHM: Final = 2
@@ -45,8 +61,22 @@ class Setup(NamedTuple):
     #: buffers in shared memory.
     calls: bytes
     #: The shared-memory segments ``calls`` refers to.
-    descriptors: list[tuple[str, int]]
+    descriptors: list[tuple[str, int, int, int]]
     #: The caller's logging levels, so that the worker makes the same records.
     log_levels: dict[str, int]
     #: The pickled `PerWorker` of the function, if it has one.
     per_worker: bytes | None = None
+
+
+def read_message(data: Any, inbound: Inbound) -> Any:
+    """A message of the task pipe, unpickled (shared-memory buffers mapped); one that
+    cannot be read becomes ``(TASK, None, exception)``."""
+    if data is None:
+        return None
+    try:
+        message = pickle.loads(data)
+        if message is not None and message[0] == TASK_SHM:
+            message = inbound.loads(message[2], message[1])
+    except Exception as exc:
+        message = (TASK, None, exc)
+    return message

@@ -41,7 +41,6 @@ from typing import Any, Final
 
 from . import _context
 from ._args import CallMode
-from ._aworker import IDLE, read_message, serve_async
 from ._bigargs import Inbound
 from ._calls import Calls, call_chunk, callable_of
 from ._errors import SerializationError, WorkerInitError
@@ -49,7 +48,7 @@ from ._forward import apply_levels, flush_output, forward_output
 from ._perworker import PerWorker, made_here, teardown_process
 from ._serialize import describe, dumps
 from ._traceback import capture
-from ._wire import IDLE_EXIT, INIT, INIT_DONE, WHOLE_CHUNK, Setup
+from ._wire import IDLE, IDLE_EXIT, INIT, INIT_DONE, WHOLE_CHUNK, Setup, read_message
 
 __all__ = ["started_at", "worker_main"]
 
@@ -281,6 +280,8 @@ def _serve(
             send(_reply([], {WHOLE_CHUNK: error}, 0.0))
             continue
         if spec.is_async:  # its chunks run together in the worker's event loop
+            from ._aworker import serve_async  # asyncio is imported by async runs only
+
             carried, made = serve_async(tasks, inbound, spec, pending, message, send, step, _reply)
             pending = None if made else pending
             idle_since = time.monotonic()

@@ -115,6 +115,17 @@ def test_the_pool_serves_run_after_run_even_after_an_abort(opened: tuple[Traits,
     assert event.results == [49]
 
 
+def test_a_queued_chunk_is_timed_from_when_it_starts(opened: tuple[Traits, Pool]) -> None:
+    # 6 calls of 1 s on 2 workers, queued 2 per worker: the later ones wait about 1 s
+    # before they start, so timing them from submission (2 s) would pass the 1.6 s limit.
+    # (Before the test below: a Dask worker cannot stop the call that test abandons.)
+    traits, pool = opened
+    if not traits.enforces_timeout:
+        pytest.skip(f"the {traits.name} backend does not enforce timeout")
+    events = drive(pool, spec(funcs.sleep_for, timeout=1.6), [Chunk(i, [1.0]) for i in range(6)])
+    assert [type(e) for e in events] == [Done] * 6
+
+
 def test_a_call_past_the_timeout_is_reported(opened: tuple[Traits, Pool]) -> None:
     traits, pool = opened
     if not traits.enforces_timeout:

@@ -104,3 +104,9 @@ def test_segments_are_freed_after_ctrl_c(tmp_path: Path, start_method: Any) -> N
         pytest.fail("the interrupted program hung")
     assert "KeyboardInterrupt" in err
     assert fanmap_segments() == []
+
+
+def test_writing_to_a_shared_array_in_a_worker_says_to_copy_it() -> None:
+    with pytest.raises(ValueError, match="read-only") as caught:
+        parallel(funcs.double_in_place, workers=2).map([0], arr=np.ones(300_000))
+    assert any("copy one (a.copy())" in note for note in caught.value.__notes__)

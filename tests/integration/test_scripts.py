@@ -113,6 +113,17 @@ def test_a_script_without_the_main_guard_runs_its_top_level_once(start_method: A
     assert out.splitlines() == ["top level ran", "[0, 1, 4, 9, 16, 25]"]
 
 
+def test_a_shared_array_reaches_workers_without_a_copy(start_method: Any, tmp_path: Path) -> None:
+    out = _ok(run_script(SCRIPTS / "shared_array.py", start_method, tmp_path))
+    assert out.splitlines() == [
+        "placed: 1",
+        "(500000.0, False)",
+        "(5100.0, False)",
+        "strided views: read-only, no copy",
+        "left: []",
+    ]
+
+
 def test_the_lock_idiom_is_exact_and_does_not_hang(start_method: Any, tmp_path: Path) -> None:
     out = _ok(run_script(SCRIPTS / "lock_idiom.py", start_method, tmp_path, timeout=60))
     assert out.splitlines() == ["300 [100, 100, 100]", "600 [200, 200, 200]"]

@@ -37,3 +37,61 @@ def test_small_buffers_stay_in_the_pickle() -> None:
     data, descriptors = outbound.dumps(np.arange(10))
     assert descriptors == []
     assert list(Inbound().loads(data, descriptors)) == list(range(10))
+
+
+def test_a_shared_array_and_any_view_of_it_travel_by_name_alone() -> None:
+    import gc
+
+    from fanmap import share
+
+    before = set(_placed_names())
+    table = share(np.arange(60.0).reshape(6, 10))  # small: shared arrays go by name at any size
+    [placed] = set(_placed_names()) - before
+    name = f"/dev/shm/{placed}"
+    outbound, inbound = Outbound(), Inbound()
+    views = [table, table[2:4], table.T, table[:, ::3], table[::-2, 1:8:2], table[0]]
+    for view in views:
+        data, descriptors = outbound.dumps({"v": view})
+        assert [d[0] for d in descriptors] == [placed]  # no segment of the run
+        back = inbound.loads(data, descriptors)["v"]
+        assert back.shape == view.shape
+        assert np.array_equal(back, view)
+        assert not back.flags.writeable
+        del back
+    assert outbound._segments == {}
+    inbound.release()
+    del table, view, views
+    gc.collect()
+    assert not os.path.exists(name)  # freed with the last view
+
+
+def test_a_copy_of_a_shared_array_is_an_ordinary_array() -> None:
+    from fanmap import share
+
+    table = share(np.arange(10.0))
+    _, descriptors = Outbound().dumps(table[::2].copy())
+    assert descriptors == []  # small, and its own memory: in the pickle
+    del table
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([1.0, 2.0], "not a list: pass np.asarray"),
+        (np.ma.masked_array([1.0], mask=[1]), "not a MaskedArray: pass x.view"),
+        (np.array([1, None], dtype=object), "dtype object"),
+    ],
+)
+def test_share_refuses_what_it_cannot_place_and_leaves_nothing(value: object, message: str) -> None:
+    from fanmap import share
+
+    before = set(os.listdir("/dev/shm"))
+    with pytest.raises(TypeError, match=message):
+        share(value)  # type: ignore[arg-type]
+    assert set(os.listdir("/dev/shm")) == before
+
+
+def _placed_names() -> list[str]:
+    from fanmap import _bigargs
+
+    return [name for _, name, _ in _bigargs._placed.values()]

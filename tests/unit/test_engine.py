@@ -42,6 +42,27 @@ def test_slow_calls_go_one_by_one_and_are_queued_only_far_from_the_end() -> None
     assert _Sizer(resolve({}), 2, None).depth(0) == 1  # nothing measured yet
 
 
+def test_slow_calls_on_hundreds_of_workers_share_chunks_to_spare_the_caller() -> None:
+    sizer = _Sizer(resolve({}), 256, None)
+    sizer.measure(1, 0.01)
+    assert sizer.size(0, None) == 7  # 256 workers / 10 ms a call = 25,600 calls/s: 7 a chunk
+    sized = _Sizer(resolve({}), 256, 2000)
+    sized.measure(1, 0.01)
+    assert sized.size(0, None) == 4  # no more than 1 / (2 x 256) of what is left
+    assert sized.size(1900, None) == 1  # near the end: one by one again
+    few = _Sizer(resolve({}), 4, None)
+    few.measure(1, 0.01)
+    assert few.size(0, None) == 1  # 400 calls/s: one call a chunk
+
+
+def test_a_shared_queue_always_holds_one_chunk_per_worker() -> None:
+    sizer = _Sizer(resolve({}), 2, 100, shared=True)
+    sizer.measure(1, 0.05)
+    sizer.size(0, None)
+    assert sizer.depth(95) == 2  # a chunk queued in a shared queue waits behind nobody
+    assert _Sizer(resolve({}), 2, 100, shared=False).depth(0) == 1  # nothing measured yet
+
+
 def test_unknown_length_slow_calls_are_not_queued() -> None:
     sizer = _Sizer(resolve({"workers": 2}), 2, None)
     sizer.measure(1, 0.05)

@@ -31,6 +31,7 @@ class FakePool:
     target_seconds = None
 
     chunks_together = False
+    queue_shared = False
     usable = False  # never kept warm: every test gets a fresh one
 
     def __init__(self, workers: int, outcome: Outcome, lifo: bool) -> None:

@@ -50,6 +50,13 @@ class Pool(Protocol):
         ...
 
     @property
+    def queue_shared(self) -> bool:
+        """Whether a queued chunk goes to whichever worker is free first (then one chunk
+        per worker may always wait), or to the worker it was given to, behind its
+        running chunk (then queuing near the end of input would hold the end back)."""
+        ...
+
+    @property
     def usable(self) -> bool:
         """Whether the pool may serve another run."""
         ...

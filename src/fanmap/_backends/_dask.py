@@ -15,7 +15,8 @@ cancelled when the map fails or its iterator is closed.
 A task's own exception is caught in the task (as in a local worker) and sent back with
 its traceback; a worker lost while running a chunk (after Dask's own retries) reports
 the chunk as crashed. Dask cannot stop a running task: ``timeout`` fails the item and
-cancels the future, but the call may run on in the worker.
+cancels the future, but the call may run on in the worker. With a timeout, no task is
+queued behind a running one, so that its time counts from when it starts.
 
 An ``async def`` function's chunk holds up to ``concurrency`` items, whose calls run
 together in the Dask worker's own event loop (one per worker process, for its life);
@@ -81,6 +82,8 @@ class DaskPool:
 
     chunks_together = False
 
+    queue_shared = False
+
     def __init__(self, backend: DaskBackend, options: Options) -> None:
         distributed = _distributed()
         self._distributed = distributed
@@ -145,6 +148,10 @@ class DaskPool:
         self._kwargs = self._client.scatter([kwargs], hash=False, broadcast=True)[0] if kwargs else {}
 
     def room(self, depth: int) -> int:
+        # A timeout is counted from submission, as Dask does not say when a task starts:
+        # with one, a task is submitted only to a free thread, so it starts at once.
+        if self._timeout is not None:
+            depth = 1
         return self.workers * depth - len(self._futures)
 
     def limit(self) -> int | None:

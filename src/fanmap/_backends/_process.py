@@ -103,6 +103,8 @@ class ProcessPool:
 
     chunks_together = True
 
+    queue_shared = False
+
     def __init__(self, options: Options) -> None:
         self.workers = options.workers
         self._context = multiprocessing.get_context(options.start_method)
@@ -192,7 +194,7 @@ class ProcessPool:
         try:
             data, descriptors = self._outbound.dumps((TASK, chunk.start, chunk.items))
             payload = data if not descriptors else pickle.dumps((TASK_SHM, descriptors, data), PROTOCOL)
-            shared = sum(size for _, size in descriptors)
+            shared = sum(length for *_, length in descriptors)
         except Exception:
             payload = self._encode_slowly(chunk)
         worker = self._pick(len(payload), len(chunk.items), chunk.alone)

@@ -31,6 +31,7 @@ class SerialPool:
     usable = True
     target_seconds = None
     chunks_together = True
+    queue_shared = False
 
     def __init__(self) -> None:
         self._calls: Calls | None = None

@@ -8,6 +8,11 @@ A thread cannot be stopped from outside: when a call runs past ``timeout`` its i
 fails with `TaskTimeoutError`, the thread is abandoned (it finishes in the background,
 its result ignored) and a new thread takes its place.
 
+Chunks of a plain function wait in one queue that every thread takes from as it
+finishes a chunk (the caller hands a chunk straight to a thread only when one is idle),
+so a thread never waits for the caller between chunks, and a queued chunk goes to
+whichever thread is free first.
+
 For an ``async def`` function each thread runs its own event loop (kept for the
 thread's life) with up to ``concurrency`` calls in it; a late call is cancelled there.
 """
@@ -35,6 +40,31 @@ __all__ = ["BACKEND", "ThreadBackend", "ThreadPool"]
 
 #: Seconds between looks at a thread whose per-worker factories run.
 _INIT_POLL = 0.05
+#: Seconds the caller lets results gather while threads have chunks queued.
+_GATHER = 0.001
+
+Job = tuple[Calls, "PerWorker | None", Chunk]
+
+
+class _Spare:
+    """Chunks no thread holds yet: a thread takes the next when it finishes one.
+
+    The lock makes taking a chunk and abandoning a thread exclusive: an abandoned thread
+    takes nothing more, and a thread that took a chunk is not abandoned for the last one.
+    """
+
+    __slots__ = ("jobs", "lock")
+
+    def __init__(self) -> None:
+        self.jobs: collections.deque[Job] = collections.deque()
+        self.lock = threading.Lock()
+
+    def take(self, thread: _Thread) -> Job | None:
+        with self.lock:
+            if not self.jobs or not thread.current:
+                return None
+            thread.started = time.monotonic()  # the timeout's clock starts now
+            return self.jobs.popleft()
 
 
 class _Thread:
@@ -43,23 +73,23 @@ class _Thread:
         "begun",
         "chunks",
         "current",
-        "in_one",
         "inbox",
         "initializing",
         "label",
         "loop",
+        "spare",
         "started",
         "thread",
         "wake",
     )
 
-    def __init__(self, index: int, generation: int, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
-        self.inbox: queue.SimpleQueue[tuple[Calls, PerWorker | None, Chunk] | None] = queue.SimpleQueue()
+    def __init__(self, index: int, generation: int, outbox: Outbox, spare: _Spare) -> None:
+        self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.spare = spare
         self.chunks: collections.deque[Chunk] = collections.deque()
         self.started = 0.0
         self.initializing = False
         self.current = True  # False once abandoned or replaced
-        self.in_one = False  # whether it waits in the pool's queue of one-chunk threads
         # For an async function: the thread's own event loop (for its whole life), whether
         # it runs now (then new chunks wake it), and when each chunk it holds was sent.
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -72,7 +102,7 @@ class _Thread:
         )
         self.thread.start()
 
-    def _serve(self, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
+    def _serve(self, outbox: Outbox) -> None:
         try:
             self._run(outbox)
         finally:
@@ -80,25 +110,28 @@ class _Thread:
             if self.loop is not None:
                 self.loop.close()
 
-    def tell(self, job: tuple[Calls, PerWorker | None, Chunk] | None) -> None:
+    def tell(self, job: Job | None) -> None:
         """Hand the thread a chunk (or None: stop), waking its event loop if it runs."""
         self.inbox.put(job)
         if self.async_mode and self.loop is not None and self.wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop has just closed
                 self.loop.call_soon_threadsafe(self.wake.set)
 
-    def _run(self, outbox: queue.SimpleQueue[tuple[_Thread, Done]]) -> None:
-        later: list[tuple[Calls, PerWorker | None, Chunk]] = []
+    def _run(self, outbox: Outbox) -> None:
+        later: list[Job] = []
+        job: Job | None = None
         while True:
-            job = later.pop() if later else self.inbox.get()
             if job is None:
-                return
+                job = later.pop() if later else self.inbox.get()
+                if job is None:
+                    return
             calls, per_worker, chunk = job
             if calls.is_async:
                 if self.loop is None:
                     self.loop = asyncio.new_event_loop()
                 if not self.loop.run_until_complete(self._run_async(job, outbox, later)):
                     return
+                job = None
                 continue
             failed: WorkerInitError | None = None
             setup = 0.0
@@ -122,20 +155,22 @@ class _Thread:
             else:
                 results, errors, times = call_with_values(calls, per_worker, chunk.items, "thread")
             elapsed = time.perf_counter() - begun
-            outbox.put((self, Done(chunk, results, errors, elapsed, self.label, times, setup)))
-            del job, calls, chunk, results, errors, failed  # hold nothing of a finished call
+            done = Done(chunk, results, errors, elapsed, self.label, times, setup)
+            job = None if later else self.spare.take(self)  # the next chunk, without the caller
+            outbox.put((self, done, None if job is None else job[2]))
+            del calls, chunk, results, errors, failed, done  # hold nothing of a finished call
 
     async def _run_async(
         self,
-        first: tuple[Calls, PerWorker | None, Chunk],
-        outbox: queue.SimpleQueue[tuple[_Thread, Done]],
-        later: list[tuple[Calls, PerWorker | None, Chunk]],
+        first: Job,
+        outbox: Outbox,
+        later: list[Job],
     ) -> bool:
         """Run chunks of an async function together until none is left; False: stop."""
         wake = self.wake = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
 
-        def start(job: tuple[Calls, PerWorker | None, Chunk]) -> None:
+        def start(job: Job) -> None:
             task = asyncio.ensure_future(self._chunk_async(*job, outbox))
             tasks.add(task)
             task.add_done_callback(finished)
@@ -178,7 +213,7 @@ class _Thread:
         calls: Calls,
         per_worker: PerWorker | None,
         chunk: Chunk,
-        outbox: queue.SimpleQueue[tuple[_Thread, Done]],
+        outbox: Outbox,
     ) -> None:
         n = len(chunk.items)
         fresh = per_worker is not None and made_here("thread").is_new(per_worker)
@@ -196,24 +231,29 @@ class _Thread:
             if fresh:
                 self.initializing = False
                 self.begun = dict.fromkeys(self.begun, time.monotonic())
-        outbox.put((self, Done(chunk, results, errors, elapsed, self.label, times, setup)))
+        outbox.put((self, Done(chunk, results, errors, elapsed, self.label, times, setup), None))
+
+
+#: What threads report: the thread, its finished chunk, and the chunk it took next, if any.
+Outbox = queue.SimpleQueue[tuple[_Thread, Done, Chunk | None]]
 
 
 class ThreadPool:
     """Threads that run chunks; replaced when abandoned after a timeout.
 
     Every step is O(1) whatever the number of threads (hundreds for I/O-bound work):
-    free threads wait in a queue of their own, so is a thread with one chunk (to queue a
-    second behind it), and a count says how many chunks are out.
+    idle threads wait in a queue of their own, chunks of a plain function that no thread
+    is idle for wait in `_Spare` (taken by the threads themselves), and a count says how
+    many chunks are out.
     """
 
     def __init__(self, options: Options) -> None:
         self.workers = options.workers
-        self._outbox: queue.SimpleQueue[tuple[_Thread, Done]] = queue.SimpleQueue()
-        self._threads = [_Thread(i, 0, self._outbox) for i in range(self.workers)]
+        self._outbox: Outbox = queue.SimpleQueue()
+        self._spare = _Spare()
+        self._threads = [_Thread(i, 0, self._outbox, self._spare) for i in range(self.workers)]
         self._free: collections.deque[_Thread] = collections.deque(self._threads)
-        self._one: collections.deque[_Thread] = collections.deque()  # a chunk each
-        self._out = 0  # chunks given to current threads and not back yet
+        self._out = 0  # chunks given to current threads or spare, and not back yet
         self._generation = 0
         self._calls: Calls | None = None
         self._per_worker: PerWorker | None = None
@@ -224,6 +264,8 @@ class ThreadPool:
     target_seconds = None
 
     chunks_together = True
+
+    queue_shared = True
 
     @property
     def usable(self) -> bool:
@@ -248,36 +290,41 @@ class ThreadPool:
                 return t.label
         return None
 
-    def _pick(self) -> _Thread:
+    def _idle(self) -> _Thread | None:
         while self._free:
             thread = self._free.popleft()
             if thread.current and not thread.chunks:
                 return thread
-        while self._one:
-            thread = self._one.popleft()
-            thread.in_one = False
-            if thread.current and len(thread.chunks) == 1:
-                return thread
-        return min(self._threads, key=lambda t: len(t.chunks))  # more than two deep
+        return None
 
-    def _queue_one(self, thread: _Thread) -> None:
-        if not thread.in_one:  # at most one entry a thread: the queue stays small
-            thread.in_one = True
-            self._one.append(thread)
+    def _dispatch(self) -> None:
+        """Hand spare chunks to idle threads, oldest chunk first."""
+        while self._spare.jobs and self._free:
+            thread = self._idle()
+            if thread is None:
+                return
+            with self._spare.lock:
+                job = self._spare.jobs.popleft() if self._spare.jobs else None
+            if job is None:
+                self._free.appendleft(thread)
+                return
+            thread.started = time.monotonic()
+            thread.chunks.append(job[2])
+            thread.tell(job)
 
     def submit(self, chunk: Chunk) -> int | None:
         assert self._calls is not None
-        if self._async:  # chunks run together in the thread's loop: the least busy thread
-            thread = self._free.popleft() if self._free else min(self._threads, key=lambda t: len(t.chunks))
-            thread.begun[chunk] = time.monotonic()
-        else:
-            thread = self._pick()
-            if not thread.chunks:
-                thread.started = time.monotonic()
-                self._queue_one(thread)
-        thread.chunks.append(chunk)
         self._out += 1
-        thread.tell((self._calls, self._per_worker, chunk))
+        job = (self._calls, self._per_worker, chunk)
+        if not self._async:  # the first idle thread takes it, or the first to finish
+            self._spare.jobs.append(job)
+            self._dispatch()
+            return None
+        # Chunks of an async function run together in a thread's loop: the least busy thread.
+        thread = self._free.popleft() if self._free else min(self._threads, key=lambda t: len(t.chunks))
+        thread.begun[chunk] = time.monotonic()
+        thread.chunks.append(chunk)
+        thread.tell(job)
         return None
 
     def wait(self, timeout: float | None) -> list[Event]:
@@ -297,6 +344,11 @@ class ThreadPool:
                 timeout = _INIT_POLL if timeout is None else min(timeout, _INIT_POLL)
                 timeout = wait_timeout(timeout, min(t.started for t in starting), init_limit)
         events: list[Event] = []
+        if len(self._spare.jobs) * 2 >= self.workers and (timeout is None or timeout >= _GATHER):
+            # The threads have work queued for a while: rather than wake for every chunk
+            # that ends (hundreds of threads end thousands a second), gather them.
+            time.sleep(_GATHER)
+            timeout = 0.0
         try:
             item = self._outbox.get(timeout=timeout)
         except queue.Empty:
@@ -314,9 +366,20 @@ class ThreadPool:
             if t.initializing:
                 if init_limit is not None and now - t.started >= init_limit:
                     self._abandon(t, init_limit, events, initializing=True)
-            elif limit is not None and now - self._oldest(t) >= limit:
+            elif limit is not None and now - self._oldest(t) >= limit and self._late(t, now, limit):
                 self._abandon(t, self._timeout or limit, events)
+        self._dispatch()  # to threads that became idle, or replaced ones
         return events
+
+    def _late(self, thread: _Thread, now: float, limit: float) -> bool:
+        """Whether a thread's call is late; if so, it takes no more spare chunks."""
+        if self._async:
+            return True
+        with self._spare.lock:  # it may have just finished, and taken another chunk
+            late = now - thread.started >= limit
+            if late:
+                thread.current = False
+        return late
 
     def _oldest(self, thread: _Thread) -> float:
         """When the thread's longest-running chunk began."""
@@ -324,20 +387,22 @@ class ThreadPool:
             return min(thread.begun.values(), default=time.monotonic())
         return thread.started
 
-    def _accept(self, thread: _Thread, done: Done, events: list[Event]) -> None:
+    def _accept(self, thread: _Thread, done: Done, taken: Chunk | None, events: list[Event]) -> None:
         if not thread.current:
             return  # abandoned after a timeout: its late result is ignored
         if self._async:  # they finish in any order
             thread.chunks.remove(done.chunk)
             del thread.begun[done.chunk]
+            thread.started = time.monotonic()
         else:
-            thread.chunks.popleft()  # a thread runs its chunks in order
+            thread.chunks.popleft()
+            if taken is not None:  # the thread took it from the spare ones (and set its clock)
+                thread.chunks.append(taken)
+            else:
+                thread.started = time.monotonic()
         self._out -= 1
-        thread.started = time.monotonic()
         if not thread.chunks:
             self._free.append(thread)
-        elif len(thread.chunks) == 1 and not self._async:
-            self._queue_one(thread)
         events.append(done)
 
     def _replace(self, thread: _Thread) -> None:
@@ -346,7 +411,8 @@ class ThreadPool:
         The chunks queued for it and not taken yet never start: they are reported as
         unstarted (after a timeout) or dropped (the map stopped).
         """
-        thread.current = False
+        with self._spare.lock:
+            thread.current = False  # it takes no spare chunk from now on
         self._out -= len(thread.chunks)
         while True:
             try:
@@ -356,7 +422,7 @@ class ThreadPool:
         thread.tell(None)
         self._generation += 1
         index = self._threads.index(thread)
-        fresh = _Thread(index, self._generation, self._outbox)
+        fresh = _Thread(index, self._generation, self._outbox, self._spare)
         self._threads[index] = fresh
         self._free.append(fresh)
 
@@ -397,7 +463,11 @@ class ThreadPool:
 
     def end(self, *, abort: bool) -> None:
         if abort:
-            # Queued chunks cannot be taken back from a thread's inbox: start afresh.
+            with self._spare.lock:  # chunks no thread took never start
+                self._out -= len(self._spare.jobs)
+                self._spare.jobs.clear()
+            # A thread's running call cannot be taken back, nor what an async one was
+            # handed: threads that hold chunks are let go, and new ones start.
             for t in list(self._threads):
                 if t.chunks:
                     self._replace(t)
