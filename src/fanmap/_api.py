@@ -154,8 +154,22 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
 
     @property
     def _ref(self) -> Any:
-        """What to pickle to send the function: the decorated object its module holds."""
-        return self if self._root is None else self._root
+        """What to pickle to send the function: the decorated object its module holds, or
+        else the plain function itself (a worker needs no more, nor fanmap's API)."""
+        if self._root is not None:
+            return self._root
+        return self if self._importable() else self._fanmap_fn
+
+    def _importable(self) -> bool:
+        """Whether this object is what its module holds under its name."""
+        module = getattr(self, "__module__", None)
+        qualname = getattr(self, "__qualname__", None)
+        if self._root is not None or not module or not qualname or module == "__main__":
+            return False
+        try:
+            return _by_name(module, qualname) is self
+        except Exception:
+            return False
 
     @property
     def __fanmap_call__(self) -> Callable[P, R]:
@@ -211,15 +225,8 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
         return f"<parallel {name}{' ' + opts if opts else ''}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        module = getattr(self, "__module__", None)
-        qualname = getattr(self, "__qualname__", None)
-        if self._root is None and module and qualname and module != "__main__":
-            try:
-                found = _by_name(module, qualname)
-            except Exception:
-                found = None
-            if found is self:
-                return (_by_name, (module, qualname))
+        if self._importable():
+            return (_by_name, (self.__module__, self.__qualname__))
         # By value. Shared objects stay behind (workers get theirs when they start), and
         # so do options that hold live objects (a backend's client, a progress callback):
         # a worker never needs them, and they may not pickle.

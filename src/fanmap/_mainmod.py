@@ -36,6 +36,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import importlib
 import io
 import itertools
 import linecache
@@ -120,16 +121,23 @@ def _pickler() -> type[Any]:
 
     def code_reduce(code: types.CodeType) -> tuple[Any, ...]:
         # cloudpickle's reducer for code, keeping the real file name (for tracebacks).
-        cls, args = cp._code_reduce(code)
+        _, args = cp._code_reduce(code)
         args = list(args)
         args[filename_at] = code.co_filename
-        return cls, tuple(args)
+        return _make_code, tuple(args)
+
+    def module_reduce(module: types.ModuleType) -> tuple[Any, ...]:
+        # An importable module by name, imported with the standard library: a worker
+        # unpickling a plain ``__main__`` function needs no cloudpickle.
+        if cp._should_pickle_by_reference(module):
+            return importlib.import_module, (module.__name__,)
+        return cp._module_reduce(module)  # type: ignore[no-any-return]
 
     class MainPickler(cloudpickle.Pickler):  # type: ignore[misc]
         """cloudpickle, with ``__main__`` functions bound to a namespace that persists."""
 
         dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
-            {types.CodeType: code_reduce}, cloudpickle.Pickler.dispatch_table
+            {types.CodeType: code_reduce, types.ModuleType: module_reduce}, cloudpickle.Pickler.dispatch_table
         )
 
         def __init__(self, file: Any, protocol: int, buffer_callback: Any) -> None:
@@ -148,7 +156,7 @@ def _pickler() -> type[Any]:
             tokened = {name: (_token(name, value), value) for name, value in used.items()}
             extra = (tokened, os.getpid(), code.co_filename, _source_of(code.co_filename))
             return (
-                cp._make_function,
+                _make_function,
                 (code, self._namespace, None, None, closure),
                 (state, slotstate, extra),
                 None,
@@ -205,6 +213,19 @@ def _namespace_for(origin: int) -> dict[str, Any]:
         if main is not None:
             return main
     return _NAMESPACE
+
+
+def _make_code(*args: Any) -> types.CodeType:
+    """A code object from cloudpickle's reduction of it (without importing cloudpickle)."""
+    return types.CodeType(*args)
+
+
+def _make_function(
+    code: types.CodeType, globals: dict[str, Any], name: str | None, argdefs: Any, closure: Any
+) -> types.FunctionType:
+    """A function from its code, in ``globals`` (the worker's side of `_pickler`)."""
+    globals.setdefault("__builtins__", builtins)
+    return types.FunctionType(code, globals, name, argdefs, closure)
 
 
 def _set_main_function_state(func: types.FunctionType, state: tuple[Any, ...]) -> None:
