@@ -6,9 +6,10 @@ Scenarios (2 workers, fork unless said otherwise): startup, overhead, cpu, skew,
 bigdata, stream, io. Contenders run in this process tree on the same inputs; each
 measurement is repeated with the contenders interleaved (the order rotates every
 round) and the median is reported. Prints a markdown table per scenario with ratios,
-writes every sample with the machine and package versions to
-benchmarks/results/latest.json, and the tables to docs/benchmarks.md with a plot per
-scenario (docs/benchmarks-<scenario>.png).
+writes (a full run only: not with --quick or --only) every sample with the machine and
+package versions to benchmarks/results/latest.json, the tables to docs/benchmarks.md with
+a plot per scenario (docs/benchmarks-<scenario>.png), and the speed claim of README.md and
+docs/index.md (benchmarks/claims.py).
 """
 
 from __future__ import annotations
@@ -524,7 +525,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw_help)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repeats (under a minute)")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
-    parser.add_argument("--no-write", action="store_true", help="print only; write no result files")
+    parser.add_argument("--no-write", action="store_true", help="print only (as with --quick or --only)")
     args = parser.parse_args()
     suite = Suite(args.quick)
     began = time.perf_counter()
@@ -534,7 +535,9 @@ def main() -> None:
         getattr(suite, name)()
     took = time.perf_counter() - began
     print(f"\nall scenarios in {took:.0f} s")
-    if args.no_write:
+    if args.no_write or args.only or args.quick:
+        # The committed results, the Benchmarks page and the README's claim come from full runs only.
+        print("not written: only a full run (no --quick, no --only) writes the results")
         return
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
@@ -546,9 +549,8 @@ def main() -> None:
     page = [
         "# Benchmarks",
         "",
-        "fanmap beside its peers, measured in one run of `python -m benchmarks.suite"
-        + (" --quick" if args.quick else "")
-        + f"` ({took:.0f} s) on this machine: {facts['machine']['cpus']} CPUs, "
+        "fanmap beside its peers, measured in one run of `python -m benchmarks.suite`"
+        f" ({took:.0f} s) on this machine: {facts['machine']['cpus']} CPUs, "
         f"{facts['machine']['platform']}, Python {facts['machine']['python']}.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".",
@@ -562,6 +564,9 @@ def main() -> None:
             page += [f"![{name}: fanmap beside its peers](benchmarks-{name}.png)", ""]
     page += saved_sections(results)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(page))
+    from benchmarks import claims
+
+    claims.write()
 
 
 def saved_sections(results: Path) -> list[str]:

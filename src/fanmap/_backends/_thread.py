@@ -19,14 +19,16 @@ thread's life) with up to ``concurrency`` calls in it; a late call is cancelled 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import queue
 import threading
 import time
 from collections.abc import Hashable
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # asyncio is imported where used: plain maps never load it
+    import asyncio
 
 from .._aio import GRACE, timed_chunk
 from .._calls import Calls
@@ -128,6 +130,8 @@ class _Thread:
             calls, per_worker, chunk = job
             if calls.is_async:
                 if self.loop is None:
+                    import asyncio
+
                     self.loop = asyncio.new_event_loop()
                 if not self.loop.run_until_complete(self._run_async(job, outbox, later)):
                     return
@@ -167,6 +171,8 @@ class _Thread:
         later: list[Job],
     ) -> bool:
         """Run chunks of an async function together until none is left; False: stop."""
+        import asyncio
+
         wake = self.wake = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
 
