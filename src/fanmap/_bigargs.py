@@ -24,7 +24,6 @@ import itertools
 import mmap
 import os
 import pickle
-import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -52,8 +51,9 @@ ShapeT = TypeVar("ShapeT", bound="tuple[int, ...]")
 DTypeT = TypeVar("DTypeT", bound="np.dtype[Any]")
 
 #: Arrays placed by `share`, by start address: (end address, segment name, segment size).
+#: No lock: each use is one dict operation (or a copy of its items), and `_free` runs
+#: from finalizers, in whatever thread a garbage collection happens to start.
 _placed: dict[int, tuple[int, str, int]] = {}
-_placed_lock = threading.Lock()
 
 
 def share(array: np.ndarray[ShapeT, DTypeT]) -> np.ndarray[ShapeT, DTypeT]:
@@ -117,8 +117,7 @@ def share(array: np.ndarray[ShapeT, DTypeT]) -> np.ndarray[ShapeT, DTypeT]:
         _free(0, name)
         raise
     start = placed.ctypes.data
-    with _placed_lock:
-        _placed[start] = (start + size, name, size)
+    _placed[start] = (start + size, name, size)
     weakref.finalize(memory, _free, start, name)  # when the last view of it is gone
     return cast("np.ndarray[ShapeT, DTypeT]", placed)
 
@@ -151,8 +150,7 @@ def _create(name: str, size: int) -> mmap.mmap:
 def _free(start: int, name: str) -> None:
     from multiprocessing import resource_tracker
 
-    with _placed_lock:
-        _placed.pop(start, None)
+    _placed.pop(start, None)
     if not name.startswith(f"fanmap_{os.getpid()}_"):  # a forked child's copy: not its own
         return
     with contextlib.suppress(FileNotFoundError):
@@ -163,9 +161,7 @@ def _free(start: int, name: str) -> None:
 
 @atexit.register
 def _free_all() -> None:
-    with _placed_lock:
-        names = [(start, name) for start, (_, name, _) in _placed.items()]
-    for start, name in names:
+    for start, (_, name, _) in list(_placed.items()):
         _free(start, name)
 
 
@@ -174,10 +170,9 @@ def _placed_at(view: memoryview) -> Descriptor | None:
     import numpy as np
 
     start = np.frombuffer(view, dtype=np.uint8).ctypes.data if view.nbytes else 0
-    with _placed_lock:
-        for first, (end, name, size) in _placed.items():
-            if first <= start and start + view.nbytes <= end:
-                return name, size, start - first, view.nbytes
+    for first, (end, name, size) in list(_placed.items()):
+        if first <= start and start + view.nbytes <= end:
+            return name, size, start - first, view.nbytes
     return None
 
 
@@ -206,10 +201,12 @@ def _reduce_array(array: np.ndarray[Any, Any]) -> Any:
         owner = owner.base
     if isinstance(owner, np.ndarray):  # owns its memory: not in a segment of `share`
         return array.__reduce_ex__(5)
-    whole = np.frombuffer(owner, dtype=np.uint8)
+    try:
+        whole = np.frombuffer(owner, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError):  # made by as_strided, or not a buffer at all
+        return array.__reduce_ex__(5)
     start = whole.ctypes.data
-    with _placed_lock:
-        known = _placed.get(start)
+    known = _placed.get(start)
     if known is None or not start <= low <= high + array.itemsize <= known[0]:
         return array.__reduce_ex__(5)
     span = whole[low - start : high + array.itemsize - start]
@@ -246,15 +243,19 @@ class Outbound:
             return False
 
         reducers = _share_reducers() if _placed else None
-        if reducers is None:
-            data = pickle.dumps(obj, 5, buffer_callback=place)
-        else:
-            with io.BytesIO() as file:
-                pickler = pickle.Pickler(file, 5, buffer_callback=place)
-                pickler.dispatch_table = reducers
-                pickler.dump(obj)
-                data = file.getvalue()
-        if b"__main__" in data:  # names something of __main__, which workers lack: by value
+        try:
+            if reducers is None:
+                data = pickle.dumps(obj, 5, buffer_callback=place)
+            else:
+                with io.BytesIO() as file:
+                    pickler = pickle.Pickler(file, 5, buffer_callback=place)
+                    pickler.dispatch_table = reducers
+                    pickler.dump(obj)
+                    data = file.getvalue()
+            by_value = b"__main__" in data  # names something of __main__, which workers lack
+        except Exception:  # a lambda, a closure...: cloudpickle may do it
+            by_value = True
+        if by_value:
             from ._mainmod import dumps_by_value
 
             descriptors.clear()

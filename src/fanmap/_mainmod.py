@@ -140,7 +140,15 @@ def _pickler() -> type[Any]:
             {types.CodeType: code_reduce, types.ModuleType: module_reduce}, cloudpickle.Pickler.dispatch_table
         )
 
-        def __init__(self, file: Any, protocol: int, buffer_callback: Any) -> None:
+        def __init__(
+            self,
+            file: Any,
+            protocol: int,
+            buffer_callback: Any,
+            reducers: dict[type, Callable[[Any], Any]] | None = None,
+        ) -> None:
+            if reducers:  # read by the pickler as it starts: set on the instance before
+                self.__dict__["dispatch_table"] = ChainMap(reducers, MainPickler.dispatch_table)
             super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
             self._namespace = _Namespace(os.getpid())
 
@@ -176,10 +184,7 @@ def dumps_by_value(
     """Pickle with cloudpickle, ``__main__`` objects by value into a lasting namespace;
     ``reducers`` reduce objects of their exact type first."""
     with io.BytesIO() as file:
-        pickler = _pickler()(file, protocol, buffer_callback)
-        if reducers:
-            pickler.dispatch_table = ChainMap(reducers, pickler.dispatch_table)
-        pickler.dump(obj)
+        _pickler()(file, protocol, buffer_callback, reducers).dump(obj)
         return file.getvalue()
 
 

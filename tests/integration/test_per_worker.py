@@ -120,6 +120,18 @@ def test_a_hanging_factory_is_stopped_by_its_own_timeout(start_method: Any) -> N
         fn.map([1])
 
 
+def test_a_hanging_factory_is_stopped_by_its_own_timeout_in_a_thread() -> None:
+    # A thread cannot be stopped: it is abandoned, and the map fails at the timeout.
+    fn = parallel(
+        per_worker(model=functools.partial(funcs.sleeping_factory, 3.0), timeout=0.3)(funcs.with_model),
+        workers=1,
+        backend="thread",
+        max_tasks_per_worker=10**7 + 4,
+    )
+    with pytest.raises(WorkerInitError, match=r"did not finish within the timeout of 0.3s"):
+        fn.map([1])
+
+
 @pytest.mark.parametrize("backend", ["process", "thread"])
 def test_factory_time_does_not_count_against_the_calls_timeout(backend: Any) -> None:
     fn = parallel(

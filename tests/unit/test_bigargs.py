@@ -95,3 +95,53 @@ def _placed_names() -> list[str]:
     from fanmap import _bigargs
 
     return [name for _, name, _ in _bigargs._placed.values()]
+
+
+def test_a_strided_shared_view_in_an_object_pickled_by_value_travels_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+    import sys
+
+    from fanmap import share
+
+    # A class of __main__ (as a script's would be) is pickled by value, by cloudpickle.
+    Box = dataclasses.make_dataclass("Box", [("v", object)])
+    Box.__module__ = "__main__"
+    monkeypatch.setattr(sys.modules["__main__"], "Box", Box, raising=False)
+    table = share(np.zeros((100, 50)))
+    outbound = Outbound()
+    data, descriptors = outbound.dumps(Box(table[::2]))
+    assert len(descriptors) == 1
+    assert len(data) < 10_000  # the view is not in the pickle
+    back = Inbound().loads(data, descriptors)
+    assert back.v.shape == (50, 50)
+    assert not back.v.flags.writeable
+    outbound.release()
+
+
+def test_an_array_that_is_not_over_a_buffer_does_not_spoil_the_message() -> None:
+    from numpy.lib.stride_tricks import as_strided
+
+    from fanmap import share
+
+    keep = share(np.ones(4))  # any shared array turns the shared-view path on
+    windows = as_strided(np.arange(10.0), shape=(8, 3), strides=(8, 8))
+    outbound = Outbound()
+    data, descriptors = outbound.dumps((np.zeros(300_000), windows))
+    assert len(descriptors) == 1  # the big array still goes by shared memory
+    big, back = Inbound().loads(data, descriptors)
+    assert not big.flags.writeable
+    assert np.array_equal(back, windows)
+    outbound.release()
+    del keep
+
+
+def test_what_the_standard_pickler_refuses_still_sends_big_arrays_by_shared_memory() -> None:
+    outbound = Outbound()
+    data, descriptors = outbound.dumps((lambda x: x, np.zeros(300_000)))
+    assert len(descriptors) == 1
+    fn, big = Inbound().loads(data, descriptors)
+    assert fn(3) == 3
+    assert not big.flags.writeable
+    outbound.release()

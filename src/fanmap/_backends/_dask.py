@@ -117,6 +117,7 @@ class DaskPool:
         self._calls: Calls | None = None
         self._per_worker: PerWorker | None = None
         self._kwargs: Any = None
+        self._timeout: float | None = None
         self._closed = False
 
     @property

@@ -44,6 +44,8 @@ __all__ = ["BACKEND", "ThreadBackend", "ThreadPool"]
 _INIT_POLL = 0.05
 #: Seconds the caller lets results gather while threads have chunks queued.
 _GATHER = 0.001
+#: Results at one wake from which the caller lets the next ones gather.
+_BURST = 4
 
 Job = tuple[Calls, "PerWorker | None", Chunk]
 
@@ -61,12 +63,16 @@ class _Spare:
         self.jobs: collections.deque[Job] = collections.deque()
         self.lock = threading.Lock()
 
-    def take(self, thread: _Thread) -> Job | None:
+    def finish(self, thread: _Thread, done: Done, outbox: Outbox, take: bool) -> Job | None:
+        """Report a finished chunk and, if ``take``, take the next spare one, in one step
+        under the lock: the caller, holding it, sees every chunk a thread has taken."""
         with self.lock:
-            if not self.jobs or not thread.current:
-                return None
-            thread.started = time.monotonic()  # the timeout's clock starts now
-            return self.jobs.popleft()
+            job = None
+            if take and self.jobs and thread.current:
+                thread.started = time.monotonic()  # the timeout's clock starts now
+                job = self.jobs.popleft()
+            outbox.put((thread, done, None if job is None else job[2]))
+        return job
 
 
 class _Thread:
@@ -160,8 +166,7 @@ class _Thread:
                 results, errors, times = call_with_values(calls, per_worker, chunk.items, "thread")
             elapsed = time.perf_counter() - begun
             done = Done(chunk, results, errors, elapsed, self.label, times, setup)
-            job = None if later else self.spare.take(self)  # the next chunk, without the caller
-            outbox.put((self, done, None if job is None else job[2]))
+            job = self.spare.finish(self, done, outbox, take=not later)  # the next, without the caller
             del calls, chunk, results, errors, failed, done  # hold nothing of a finished call
 
     async def _run_async(
@@ -259,6 +264,8 @@ class ThreadPool:
         self._spare = _Spare()
         self._threads = [_Thread(i, 0, self._outbox, self._spare) for i in range(self.workers)]
         self._free: collections.deque[_Thread] = collections.deque(self._threads)
+        #: Whether the last wait gathered many results at once (then the next may wait a little).
+        self._bursts = False
         self._out = 0  # chunks given to current threads or spare, and not back yet
         self._generation = 0
         self._calls: Calls | None = None
@@ -349,10 +356,17 @@ class ThreadPool:
             if starting:  # look again soon: the call's clock starts when its factory is done
                 timeout = _INIT_POLL if timeout is None else min(timeout, _INIT_POLL)
                 timeout = wait_timeout(timeout, min(t.started for t in starting), init_limit)
+            elif init_limit is not None and busy:  # a thread may be about to start a factory
+                timeout = _INIT_POLL if timeout is None else min(timeout, _INIT_POLL)
         events: list[Event] = []
-        if len(self._spare.jobs) * 2 >= self.workers and (timeout is None or timeout >= _GATHER):
-            # The threads have work queued for a while: rather than wake for every chunk
-            # that ends (hundreds of threads end thousands a second), gather them.
+        if (
+            self._bursts
+            and len(self._spare.jobs) * 2 >= self.workers
+            and (timeout is None or timeout >= _GATHER)
+        ):
+            # Chunks end many at a time and the threads have work queued for a while:
+            # rather than wake for every chunk that ends (hundreds of threads end thousands
+            # a second), gather them.
             time.sleep(_GATHER)
             timeout = 0.0
         try:
@@ -365,12 +379,13 @@ class ThreadPool:
                 item = self._outbox.get_nowait()
             except queue.Empty:
                 item = None
+        self._bursts = len(events) >= _BURST
         now = time.monotonic()
         for t in busy:
             if not t.current or not t.chunks:
                 continue
             if t.initializing:
-                if init_limit is not None and now - t.started >= init_limit:
+                if init_limit is not None and now - t.started >= init_limit and self._still_initializing(t):
                     self._abandon(t, init_limit, events, initializing=True)
             elif limit is not None and now - self._oldest(t) >= limit and self._late(t, now, limit):
                 self._abandon(t, self._timeout or limit, events)
@@ -386,6 +401,13 @@ class ThreadPool:
             if late:
                 thread.current = False
         return late
+
+    def _still_initializing(self, thread: _Thread) -> bool:
+        """Whether a thread still runs a per-worker factory; if so, it takes no more chunks."""
+        with self._spare.lock:  # it may have just finished, run its chunk and taken another
+            if thread.initializing:
+                thread.current = False
+            return thread.initializing
 
     def _oldest(self, thread: _Thread) -> float:
         """When the thread's longest-running chunk began."""
@@ -472,6 +494,12 @@ class ThreadPool:
             with self._spare.lock:  # chunks no thread took never start
                 self._out -= len(self._spare.jobs)
                 self._spare.jobs.clear()
+                # What threads reported (and took) before: counted, then dropped.
+                while True:
+                    try:
+                        self._accept(*self._outbox.get_nowait(), [])
+                    except queue.Empty:
+                        break
             # A thread's running call cannot be taken back, nor what an async one was
             # handed: threads that hold chunks are let go, and new ones start.
             for t in list(self._threads):
