@@ -548,6 +548,11 @@ def main() -> None:
     for old in (ROOT / "docs").glob("benchmarks*.png"):
         old.unlink()
     page = [
+        "---",
+        "hide:",
+        "  - toc  # the wide tables need the room",
+        "---",
+        "",
         "# Benchmarks",
         "",
         "fanmap beside its peers, measured in one run of `python -m benchmarks.suite`"
