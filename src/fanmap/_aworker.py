@@ -30,7 +30,7 @@ from ._forward import flush_output
 from ._perworker import PerWorker, made_here
 from ._wire import IDLE, INIT_DONE, TASK, WHOLE_CHUNK, read_message
 
-__all__ = ["IDLE", "serve_async", "worker_loop"]
+__all__ = ["serve_async", "worker_loop"]
 
 #: Seconds without work after which the worker goes back to its plain loop.
 _LINGER: Final = 0.1

@@ -63,8 +63,9 @@ def share(array: np.ndarray[ShapeT, DTypeT]) -> np.ndarray[ShapeT, DTypeT]:
     Give it (or any slice or view of it, strided or not) to any number of maps on the
     process backend: each worker maps the same memory, read-only, instead of receiving
     a copy, whatever the start method. Without `share`, an array of 1 MiB or more is
-    copied into shared memory once per map; with it, not even that. Keep using the returned array in the
-    caller: what the caller writes to it, workers see in the next calls they start.
+    copied into shared memory once per map; with it, not even that. Keep using the
+    returned array in the caller: what the caller writes to it, workers see in the next
+    calls they start.
 
     The segment is freed when the returned array and every view of it are gone (or
     when the caller exits, even killed). On the thread and serial backends the array

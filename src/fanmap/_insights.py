@@ -174,6 +174,8 @@ class MapRecord:
         return sorted(out, key=lambda r: (r["state"] != "running", -r["seconds"]))
 
     def to_dict(self) -> dict[str, Any]:
+        import statistics  # here: a map outside insights() never loads it
+
         wall = self.wall
         calls: list[float] = []
         for s in self.slices:
@@ -211,7 +213,7 @@ class MapRecord:
             "chunks": {
                 "count": len(self.sizes),
                 "min": min(self.sizes, default=0),
-                "median": sorted(self.sizes)[(len(self.sizes) - 1) // 2] if self.sizes else 0,
+                "median": statistics.median_low(self.sizes) if self.sizes else 0,
                 "max": max(self.sizes, default=0),
             },
             "caller": {"bytes": self.bytes, "seconds": self.send_seconds},
@@ -246,11 +248,13 @@ def _worker_order(label: str) -> tuple[int, str]:
 def _spread(values: list[float]) -> dict[str, float]:
     if not values:
         return {"count": 0, "mean": 0.0, "median": 0.0, "p95": 0.0, "max": 0.0}
+    import statistics
+
     ordered = sorted(values)
     return {
         "count": len(ordered),
         "mean": sum(ordered) / len(ordered),
-        "median": _median(ordered),
+        "median": statistics.median(ordered),
         "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
         "max": ordered[-1],
     }
@@ -538,11 +542,6 @@ def insights() -> Iterator[Report]:
         yield report
     finally:
         _active.reset(token)
-
-
-def _median(ordered: list[float]) -> float:
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def recorder(label: str, backend: str, workers: int, describe: Any, together: bool) -> MapRecord | None:
