@@ -462,3 +462,34 @@ def counting_factory(path: str) -> int:
 
 def negate(x: int) -> int:
     return -x
+
+
+class Marker:
+    """A result rebuilt in the caller by `rebuild_marker`."""
+
+    def __init__(self, i: int, folder: str, last: int) -> None:
+        self.i, self.folder, self.last = i, folder, last
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (rebuild_marker, (self.i, self.folder, self.last))
+
+
+def start_and_mark(i: int, folder: str, last: int) -> Marker:
+    """Notes that call ``i`` started (a file), and returns a `Marker`."""
+    with open(os.path.join(folder, f"started-{i}"), "w"):
+        pass
+    return Marker(i, folder, last)
+
+
+def rebuild_marker(i: int, folder: str, last: int) -> tuple[int, bool]:
+    """Unpickled in the caller: whether call ``i + 1`` had started by then (waits 10 s at most).
+
+    It can only start if the caller sent it before it unpickled this result.
+    """
+    following = os.path.join(folder, f"started-{i + 1}")
+    deadline = time.monotonic() + 10
+    while i < last and time.monotonic() < deadline:
+        if os.path.exists(following):
+            return (i, True)
+        time.sleep(0.005)
+    return (i, i == last)

@@ -10,6 +10,7 @@ what to do with those events.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,35 @@ class Done:
     times: list[float] | None = None
     #: Seconds the worker's @per_worker factories took before this chunk ran.
     setup: float = 0.0
+    #: The results still pickled, as a worker process sent them (``results`` is empty
+    #: until `decode`): the engine first hands the worker more work.
+    encoded: Any = None
+    #: How many items ran (``len(results)`` once decoded).
+    ran: int = -1
+
+    def __post_init__(self) -> None:
+        if self.encoded is None:
+            self.ran = len(self.results)
+
+    def decode(self) -> None:
+        """Unpickle the results; if they cannot be rebuilt here, every item fails."""
+        if self.encoded is None:
+            return
+        data, self.encoded = self.encoded, None
+        try:
+            self.results = pickle.loads(data)
+            self.ran = len(self.results)
+        except Exception as exc:
+            from ._errors import SerializationError
+
+            n = len(self.chunk.items)
+            last = self.chunk.start + n - 1
+            which = f"item {last}" if n == 1 else f"items {self.chunk.start} to {last}"
+            error = SerializationError(
+                f"the results of {which} came back from {self.worker} but cannot be rebuilt "
+                f"here ({type(exc).__name__}: {exc}); return plain data"
+            )
+            self.results, self.errors = [None] * n, dict.fromkeys(range(n), error)
 
 
 @dataclasses.dataclass(slots=True)

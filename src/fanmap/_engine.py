@@ -482,9 +482,12 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
         more = run.source.take(want - len(staged), block=True) if want > len(staged) else []
         exhausted = more is None
         staged = [*staged, *(more or ())]
+    ready: list[Block] = []
+    #: Chunks whose results came back still pickled: unpickled once the pool is filled
+    #: again, so that a worker does not wait for the caller to unpickle thousands of them.
+    arrived: list[Done] = []
     try:
         while True:
-            ready: list[Block] = []
             # Fill the pool, retries first, while it has room and the window allows.
             while pool.room(sizer.depth(position)) > 0:
                 if run.window is not None and run.in_flight + len(orderer.pending) >= run.window:
@@ -540,6 +543,15 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 # Handled outside the except clause: a raised SerializationError must not
                 # carry the pickler's failure as its context.
                 ready.extend(run.unsendable(chunk, bad))
+            if arrived:
+                for done in arrived:
+                    run.back(done.chunk)  # counted as read ahead until now
+                    done.decode()
+                    ready.extend(run.done(done))
+                arrived.clear()
+                del done
+                if run.retry:  # results that failed to unpickle, tried again
+                    continue
             if run.in_flight == 0 and not run.retry and not ready:
                 if exhausted:
                     break
@@ -553,15 +565,22 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                     raise Stopped
                 wait = _STOP_POLL if wait is None else min(wait, _STOP_POLL)
             for event in pool.wait(wait):
-                run.back(event.chunk)
+                # Results still pickled, none failed: unpickled after the pool is filled.
+                later = isinstance(event, Done) and event.encoded is not None and not event.errors
+                if not later:
+                    run.back(event.chunk)
                 if record is not None:
                     if isinstance(event, Done):
                         record.done(event, time.perf_counter())
                     else:
                         record.lost(event, time.perf_counter())
                 if isinstance(event, Done):
-                    sizer.measure(len(event.results), event.elapsed)
-                    ready.extend(run.done(event))
+                    sizer.measure(event.ran, event.elapsed)
+                    if later:
+                        arrived.append(event)
+                    else:
+                        event.decode()
+                        ready.extend(run.done(event))
                 else:
                     ready.extend(run.lost(event))
                 del event  # a finished call's arguments are not kept while waiting

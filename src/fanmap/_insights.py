@@ -98,14 +98,12 @@ class MapRecord:
         if event.setup:
             self.setup[event.worker] = self.setup.get(event.worker, 0.0) + event.setup
         begun = now - self.began - event.elapsed
-        self.slices.append(
-            _Slice(event.worker, chunk.start, len(event.results), begun, event.elapsed, event.times)
-        )
+        self.slices.append(_Slice(event.worker, chunk.start, event.ran, begun, event.elapsed, event.times))
         if event.times is not None:
             for pos, seconds in enumerate(event.times):
                 self._rank(seconds, chunk.start + pos, 1, chunk.items[pos])
-        elif event.results:  # timed whole: each call is given the chunk's average
-            self._rank(event.elapsed / len(event.results), chunk.start, len(event.results), chunk.items[0])
+        elif event.ran:  # timed whole: each call is given the chunk's average
+            self._rank(event.elapsed / event.ran, chunk.start, event.ran, chunk.items[0])
 
     def lost(self, event: Lost, now: float) -> None:
         chunk = event.chunk

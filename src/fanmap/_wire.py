@@ -8,14 +8,21 @@ task pipe   Setup(function, calls, descriptors, log_levels)   once per run (a ma
 reply pipe  (INIT, "model=load_model")                        a @per_worker factory starts
             (INIT_DONE,)                                      every factory finished
             (IDLE_EXIT,)                                      it stops, idle too long
-            (results, errors or None, elapsed)                 one per chunk
+            REPLY, len(head), head, results                   one per chunk: head is the
+                                                               pickled (count, errors or
+                                                               None, elapsed); results are
+                                                               pickled apart (see below)
             (results, errors or None, elapsed, start)          one per chunk of an async
-                                                               function (any order)
+                                                               function (any order; the
+                                                               results pickled apart too)
             (LOG, record) / (OUT, 1 or 2, text)                 see _forward
 ```
 
 Chunk messages stay plain tuples: they are the hot path, and a named tuple costs a
-class lookup on every message.
+class lookup on every message. A reply's results are pickled apart from the rest, so
+that the caller reads the small part, hands the worker its next chunk, and only then
+unpickles the results (thousands of objects for a chunk of fast calls): the worker
+does not wait for that.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = [
     "IDLE_EXIT",
     "INIT",
     "INIT_DONE",
+    "REPLY",
     "TASK",
     "TASK_SHM",
     "WHOLE_CHUNK",
@@ -43,6 +51,8 @@ IDLE: Final = object()
 TASK: Final = 0
 #: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
 TASK_SHM: Final = 2
+#: The first byte of a plain chunk's reply (a pickle starts with another).
+REPLY: Final = b"R"
 #: The key under which an error stands for every item of the chunk.
 WHOLE_CHUNK: Final = -1
 #: Replies: a per-worker factory starts (with its name), and all have finished.

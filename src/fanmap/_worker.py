@@ -46,9 +46,9 @@ from ._calls import Calls, call_chunk, callable_of
 from ._errors import SerializationError, WorkerInitError
 from ._forward import apply_levels, flush_output, forward_output
 from ._perworker import PerWorker, made_here, teardown_process
-from ._serialize import describe, dumps
+from ._serialize import PROTOCOL, describe, dumps
 from ._traceback import capture
-from ._wire import IDLE, IDLE_EXIT, INIT, INIT_DONE, WHOLE_CHUNK, Setup, read_message
+from ._wire import IDLE, IDLE_EXIT, INIT, INIT_DONE, REPLY, WHOLE_CHUNK, Setup, read_message
 
 __all__ = ["started_at", "worker_main"]
 
@@ -88,28 +88,32 @@ def _reply(
 ) -> bytes:
     """A chunk's reply; an async chunk's names its first item (they finish in any order).
 
-    Timed calls send ``(elapsed, times)`` in the place of ``elapsed``.
+    Timed calls send ``(elapsed, times)`` in the place of ``elapsed``. A plain chunk's
+    reply is split (`REPLY`): its results are pickled apart from the rest, so that the
+    caller can hand the worker its next chunk before it unpickles them.
     """
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
-    end = () if start is None else (start,)
     took = elapsed if times is None else (elapsed, times)
     try:
-        return dumps((results, captured, took, *end))
+        body = dumps(results)
     except Exception:
-        pass
-    # Some result cannot be pickled: fail just those items, with a message naming them.
-    captured = dict(captured or {})
-    for pos, value in enumerate(results):
-        try:
-            dumps(value)
-        except Exception as exc:
-            error = SerializationError(
-                f"cannot pickle the result ({describe(value)}: {exc}); return plain data "
-                f'(numbers, strings, lists, dicts, dataclasses) or use backend="thread"'
-            )
-            captured[pos] = capture(error)
-            results[pos] = None
-    return dumps((results, captured, took, *end))
+        # Some result cannot be pickled: fail just those items, with a message naming them.
+        captured = dict(captured or {})
+        for pos, value in enumerate(results):
+            try:
+                dumps(value)
+            except Exception as exc:
+                error = SerializationError(
+                    f"cannot pickle the result ({describe(value)}: {exc}); return plain data "
+                    f'(numbers, strings, lists, dicts, dataclasses) or use backend="thread"'
+                )
+                captured[pos] = capture(error)
+                results[pos] = None
+        body = dumps(results)
+    if start is not None:
+        return dumps((body, captured, took, start))  # small, and rare: in one pickle
+    head = pickle.dumps((len(results), captured, took), PROTOCOL)
+    return b"".join((REPLY, len(head).to_bytes(4, "little"), head, body))
 
 
 def _release_inherited_sockets() -> None:

@@ -61,6 +61,11 @@ def drive(pool: Pool, run: RunSpec, chunks: list[Chunk]) -> list[Event]:
             pool.submit(queued.pop(0))
             waiting += 1
         for event in pool.wait(0.5):
+            if isinstance(event, Done):
+                assert event.ran >= 0, "a Done says how many items ran"
+                event.decode()  # a process worker's results arrive still pickled
+                assert event.encoded is None
+                assert event.ran == len(event.results)
             events.append(event)
             waiting -= 1
         assert time.monotonic() < deadline, "the pool never reported some chunks"

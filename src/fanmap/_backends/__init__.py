@@ -82,7 +82,11 @@ class Pool(Protocol):
         ...
 
     def wait(self, timeout: float | None) -> list[Event]:
-        """Block until something happened to a submitted chunk or ``timeout`` passed."""
+        """Block until something happened to a submitted chunk or ``timeout`` passed.
+
+        A `Done` may come with its results still pickled (``encoded``): the engine
+        submits more chunks first, then calls ``decode()``.
+        """
         ...
 
     def end(self, *, abort: bool) -> None:

@@ -47,7 +47,7 @@ from .._serialize import (
     find_unpicklable_capture,
 )
 from .._traceback import rebuild
-from .._wire import IDLE_EXIT, INIT, INIT_DONE, TASK, TASK_SHM, WHOLE_CHUNK, Setup
+from .._wire import IDLE_EXIT, INIT, INIT_DONE, REPLY, TASK, TASK_SHM, WHOLE_CHUNK, Setup
 from . import Unsendable, wait_timeout
 from ._procworker import Worker, death, unreadable
 
@@ -249,7 +249,9 @@ class ProcessPool:
             live = fits or live
         if not live:
             return None
-        best = min(live, key=lambda w: len(w.chunks))
+        # The least work queued, in calls: a worker that holds a short chunk (its reply
+        # not read yet) is freer than one that holds a long one.
+        best = min(live, key=lambda w: sum(len(c.items) for c in w.chunks))
         if best.chunks and size + len(self._setup) > best.capacity // 2:
             return None  # would block on a busy worker: wait for an idle one
         return best
@@ -343,9 +345,17 @@ class ProcessPool:
             data = worker.replies.recv_bytes()
         except (EOFError, OSError):
             return False  # died mid-reply: its sentinel tells the rest
+        encoded: Any = None  # a chunk's results, still pickled
+        message: Any
+        ran = 0
         try:
-            message = pickle.loads(data)
-        except Exception as exc:  # a result that cannot be rebuilt here fails its chunk only
+            if data[:1] == REPLY:  # a chunk's: its results are unpickled later (Done.decode)
+                end = 5 + int.from_bytes(data[1:5], "little")
+                ran, captured, elapsed = pickle.loads(data[5:end])
+                message, encoded = ([], captured, elapsed), memoryview(data)[end:]
+            else:
+                message = pickle.loads(data)
+        except Exception as exc:  # a reply that cannot be rebuilt here fails its chunk only
             message = unreadable(worker, exc)
         if deliver(message):  # a log record or printed text, not a chunk's reply
             return True
@@ -363,8 +373,9 @@ class ProcessPool:
             worker.started = time.monotonic()
             worker.begun = dict.fromkeys(worker.begun, worker.started)
             return True
+        results: list[Any] = []
         if len(message) == 4:  # an async function's chunk: they finish in any order
-            results, captured, elapsed, start = message
+            encoded, captured, elapsed, start = message
             found = next((c for c in worker.chunks if c.start == start), None)
             if found is None:  # pragma: no cover - a reply for a chunk it no longer holds
                 return True
@@ -382,9 +393,14 @@ class ProcessPool:
             if WHOLE_CHUNK in errors:
                 error = errors[WHOLE_CHUNK]
                 errors = dict.fromkeys(range(len(chunk.items)), error)
-                results = [None] * len(chunk.items)
+                results, encoded = [None] * len(chunk.items), None
         elapsed, times = elapsed if isinstance(elapsed, tuple) else (elapsed, None)
-        events.append(Done(chunk, results, errors, elapsed, worker.label, times, worker.setup_seconds))
+        done = Done(chunk, results, errors, elapsed, worker.label, times, worker.setup_seconds)
+        if encoded is not None:
+            done.encoded, done.ran = encoded, ran
+            if self._async:  # an async chunk's few results: no need to wait
+                done.decode()
+        events.append(done)
         worker.setup_seconds = 0.0
         if worker.retiring and not worker.chunks:
             worker.send(pickle.dumps(None))

@@ -18,7 +18,7 @@ from .._errors import SerializationError
 from .._forward import OUT, deliver
 from .._mainmod import without_main
 from .._traceback import capture
-from .._wire import WHOLE_CHUNK
+from .._wire import REPLY, WHOLE_CHUNK
 from .._worker import started_at, worker_main
 
 __all__ = ["Worker", "death", "unreadable"]
@@ -128,7 +128,10 @@ class Worker:
         """Hand on what an exited worker wrote last: its teardown's log records and prints."""
         with contextlib.suppress(EOFError, OSError):
             while self.replies.poll(0):
-                message = pickle.loads(self.replies.recv_bytes())
+                data = self.replies.recv_bytes()
+                if data[:1] == REPLY:  # a chunk's results, reported already or lost with it
+                    continue
+                message = pickle.loads(data)
                 if isinstance(message, tuple):
                     deliver(message)
 
