@@ -6,6 +6,11 @@
 with the same count, processes at 32 and 64 (fork) beside ``ProcessPoolExecutor``
 (``chunksize=1``). Pools are warm; the ideal is 2,000 x 10 ms / workers. Medians of
 interleaved runs.
+
+The thread rows also show bare threads: the same number of threads, started beforehand,
+each woken by its own queue and then pulling items from one shared iterator under a
+lock, with no pool code at all. They are the reference for what threads can do here:
+every call's thread needs the GIL once when its sleep ends, and hundreds wake together.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import multiprocessing
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +35,54 @@ def nap(x: int) -> int:
     return x
 
 
-HEADERS = ["backend", "workers", "ideal", "fanmap (of ideal)", "stdlib (of ideal)", "fanmap vs stdlib"]
+HEADERS = [
+    "backend",
+    "workers",
+    "ideal",
+    "fanmap (of ideal)",
+    "stdlib (of ideal)",
+    "fanmap vs stdlib",
+    "bare threads (of ideal)",
+]
+
+BARE = "bare threads"
+
+
+class BareThreads:
+    """Threads started beforehand that pull items from one iterator: no pool code at all."""
+
+    def __init__(self, count: int) -> None:
+        self._inboxes: list[queue.SimpleQueue[Any]] = [queue.SimpleQueue() for _ in range(count)]
+        self._threads = [threading.Thread(target=self._serve, args=(q,), daemon=True) for q in self._inboxes]
+        self._lock = threading.Lock()
+        self._items: Any = iter(())
+        self._results: list[Any] = []
+        self._done = threading.Barrier(count + 1)
+        for t in self._threads:
+            t.start()
+
+    def _serve(self, inbox: queue.SimpleQueue[Any]) -> None:
+        while inbox.get() is not None:
+            while True:
+                with self._lock:
+                    x = next(self._items, None)
+                if x is None:
+                    break
+                self._results[x] = nap(x)
+            self._done.wait()
+
+    def map(self, count: int) -> list[Any]:
+        self._items, self._results = iter(range(count)), [None] * count
+        for inbox in self._inboxes:
+            inbox.put(True)
+        self._done.wait()
+        return self._results
+
+    def close(self) -> None:
+        for inbox in self._inboxes:
+            inbox.put(None)
+        for t in self._threads:
+            t.join()
 
 
 def main() -> None:
@@ -63,15 +117,24 @@ def measure(repeats: int) -> tuple[list[list[object]], dict[str, dict[str, float
             "fanmap": lambda fn=fn: fn.map(range(CALLS)),  # type: ignore[misc]
             name: lambda peer=peer: list(peer.map(nap, range(CALLS))),  # type: ignore[misc]
         }
+        bare = BareThreads(workers) if backend == "thread" else None
+        if bare is not None:
+            bare.map(workers)  # warm
+            runs[BARE] = lambda bare=bare: bare.map(CALLS)  # type: ignore[misc]
         samples: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(repeats):
             for key, run in runs.items():
                 samples[key].append(timed(run))
         peer.shutdown()
         fanmap.shutdown()
+        if bare is not None:
+            bare.close()
         ideal = CALLS * NAP / workers
         ours, theirs = median(samples["fanmap"]), median(samples[name])
         shares[f"{backend}-{workers}"] = {"fanmap": ideal / ours, name: ideal / theirs}
+        alone = f"{ideal / median(samples[BARE]):.0%}" if bare is not None else "—"
+        if bare is not None:
+            shares[f"{backend}-{workers}"][BARE] = ideal / median(samples[BARE])
         rows.append(
             [
                 backend,
@@ -80,6 +143,7 @@ def measure(repeats: int) -> tuple[list[list[object]], dict[str, dict[str, float
                 f"{ours:.3f} s ({ideal / ours:.0%})",
                 f"{name}: {theirs:.3f} s ({ideal / theirs:.0%})",
                 f"{theirs / ours:.2f}x",
+                alone,
             ]
         )
     return rows, shares

@@ -254,7 +254,8 @@ class Suite:
         note = (
             f"{io_scale.CALLS:,} calls of `time.sleep({io_scale.NAP})` beside the standard library's "
             "executor with the same number of workers (fork, warm pools); the ideal is calls x 10 ms / "
-            "workers."
+            "workers. Bare threads are the same number of threads pulling from one iterator with no "
+            "pool code: what threads reach on this machine."
         )
         self.report("io", io_scale.HEADERS, rows, shares, note)
 

@@ -112,6 +112,8 @@ class ProcessPool:
         self._max_tasks = options.max_tasks_per_worker
         self._state: dict[str, Any] = options.state.prepare() if options.state is not None else {}
         self._slots: list[Worker | None] = [None] * options.workers
+        #: Slots whose worker starts when a chunk needs it, or when the engine waits.
+        self._unstarted: list[int] = []
         self._setup = b""
         self._mode = CallMode.ONE
         self._fn: Any = None
@@ -159,18 +161,32 @@ class ProcessPool:
         self._timeout = spec.timeout
         self._init_timeout = spec.per_worker.timeout if spec.per_worker is not None else None
         for i, worker in enumerate(self._slots):
-            if worker is None or worker.gone() or worker.retiring:
-                if worker is not None:
-                    worker.kill()
-                self._slots[i] = self._start(i)
+            if worker is not None and (worker.gone() or worker.retiring):
+                worker.kill()
+                self._slots[i] = None
+        # Starting a process takes a while (a fork copies the caller's page tables): a
+        # pool with no worker yet starts one, which gets the first chunk while the next
+        # starts; the rest start as chunks need them, and all before the engine waits.
+        self._unstarted = [i for i, w in enumerate(self._slots) if w is None]
+        if len(self._unstarted) == len(self._slots):
+            self._start_next()
 
     def _start(self, index: int) -> Worker:
         return Worker(index, self._context, self._blas_threads, self._state)
 
+    def _start_next(self) -> Worker:
+        index = self._unstarted.pop(0)
+        worker = self._slots[index] = self._start(index)
+        return worker
+
+    def _start_rest(self) -> None:
+        while self._unstarted:
+            self._start_next()
+
     def room(self, depth: int) -> int:
         if self._held and self._held[0][0].alone:
             return 0  # let a worker empty for the chunk that must run alone
-        free = 0
+        free = depth * len(self._unstarted)
         for w in self._slots:
             if w is not None and not w.retiring and not (w.chunks and w.chunks[0].alone):
                 free += max(0, depth - len(w.chunks))
@@ -186,7 +202,7 @@ class ProcessPool:
     def limit(self) -> int | None:
         if self._max_tasks is None:
             return None
-        worker = self._pick(0)
+        worker = self._pick(0, start=False)
         return max(1, self._max_tasks - worker.calls) if worker is not None else 1
 
     def submit(self, chunk: Chunk) -> int | None:
@@ -229,13 +245,15 @@ class ProcessPool:
             }
         raise Unsendable(errors)
 
-    def _pick(self, size: int, calls: int = 0, alone: bool = False) -> Worker | None:
+    def _pick(self, size: int, calls: int = 0, alone: bool = False, start: bool = True) -> Worker | None:
         """The least busy worker for a message of ``size`` bytes and ``calls`` calls.
 
         A worker with room for the calls under max_tasks_per_worker comes first; if none
         has (a batch requeued after a crash), any will do, so that nothing waits forever.
         None means: wait for a worker to be free (the message is too big to queue, or the
         chunk must run alone). A worker running a chunk alone gets nothing else meanwhile.
+        With ``start``, a worker not started yet is started rather than queue behind a
+        busy one.
         """
         live = [
             w
@@ -247,6 +265,8 @@ class ProcessPool:
         if self._max_tasks is not None:
             fits = [w for w in live if w.calls + calls <= self._max_tasks]
             live = fits or live
+        if start and self._unstarted and not any(not w.chunks for w in live):
+            return self._start_next()
         if not live:
             return None
         # The least work queued, in calls: a worker that holds a short chunk (its reply
@@ -278,6 +298,10 @@ class ProcessPool:
             worker.retiring = worker.calls >= self._max_tasks
 
     def wait(self, timeout: float | None) -> list[Event]:
+        if self._unstarted:  # every worker is up before the engine waits
+            self._start_rest()
+            self._dispatch_held()
+            timeout = 0.0  # and the engine hands them chunks
         events, self._backlog = self._backlog, []
         busy = [w for w in self._slots if w is not None and w.chunks]
         if not busy:
@@ -476,6 +500,7 @@ class ProcessPool:
         self._outbound.release()
         workers = [w for w in self._slots if w is not None]
         self._slots = [None] * self.workers
+        self._unstarted = []
         stop = pickle.dumps(None)
         for w in workers:
             if not w.chunks:

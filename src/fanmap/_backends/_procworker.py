@@ -38,6 +38,17 @@ def _grow_pipe(conn: Connection) -> int:
         return 1 << 16
 
 
+_callers: dict[int, tuple[int, str | None]] = {}
+
+
+def _caller() -> tuple[int, str | None]:
+    """This process's pid and start time, for its workers to watch it (read once)."""
+    pid = os.getpid()
+    if pid not in _callers:  # a forked child is a caller of its own
+        _callers[pid] = (pid, started_at(pid))
+    return _callers[pid]
+
+
 def death(exitcode: int | None) -> str:
     if exitcode is None:
         return "stopped"
@@ -90,7 +101,7 @@ class Worker:
                 _pools.IDLE_TIMEOUT,
                 state,
                 context.get_start_method() == "fork",
-                (os.getpid(), started_at(os.getpid())),
+                _caller(),
             ),
             name=f"fanmap-worker-{index}",
         )
