@@ -562,7 +562,9 @@ def main() -> None:
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".",
         "",
-        "Every sample is in `benchmarks/results/latest.json`. Ratios compare medians of the same run.",
+        "Every sample is in `benchmarks/results/latest.json`. Ratios compare medians of the same run. "
+        "fanmap's modules are compiled to bytecode first, as pip does when it installs a package "
+        "(the peers come installed that way).",
         "",
     ]
     for name, text in suite.tables.items():

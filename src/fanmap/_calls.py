@@ -7,7 +7,6 @@ by position; whether to try again, skip, or stop the map is the engine's choice.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import os
@@ -23,28 +22,53 @@ __all__ = ["TIMED_UP_TO", "Calls", "Ran", "call_chunk", "callable_of", "explaine
 Ran: TypeAlias = tuple[list[Any], dict[int, BaseException] | None, list[float] | None]
 
 
-@dataclasses.dataclass(slots=True, frozen=True)
 class Calls:
-    """What a worker needs to run a chunk: the function, how items become calls, the keywords."""
+    """What a worker needs to run a chunk: the function, how items become calls, the keywords.
 
-    fn: Callable[..., Any]
-    mode: CallMode
-    kwargs: dict[str, Any]
-    #: Stop at a chunk's first failure (the engine asks for it when that failure ends the map).
-    stop_on_error: bool = False
-    #: Whether the function is ``async def`` (its calls run in the worker's event loop).
-    is_async: bool = False
-    #: Seconds an async call may run before it is cancelled (a plain call's timeout is
-    #: the pool's to enforce: it stops the worker).
-    timeout: float | None = None
-    #: Time each call (``fanmap.insights()`` is on): see `call_chunk`.
-    timed: bool = False
+    A plain class rather than a dataclass: worker processes load this module, and
+    `dataclasses` (with `inspect`) would add some 10 ms to each one's start.
+    """
+
+    __slots__ = ("fn", "is_async", "kwargs", "mode", "stop_on_error", "timed", "timeout")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        mode: CallMode,
+        kwargs: dict[str, Any],
+        stop_on_error: bool = False,
+        is_async: bool = False,
+        timeout: float | None = None,
+        timed: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.mode = mode
+        self.kwargs = kwargs
+        #: Stop at a chunk's first failure (the engine asks for it when that failure ends the map).
+        self.stop_on_error = stop_on_error
+        #: Whether the function is ``async def`` (its calls run in the worker's event loop).
+        self.is_async = is_async
+        #: Seconds an async call may run before it is cancelled (a plain call's timeout is
+        #: the pool's to enforce: it stops the worker).
+        self.timeout = timeout
+        #: Time each call (``fanmap.insights()`` is on): see `call_chunk`.
+        self.timed = timed
+
+    def __repr__(self) -> str:
+        return (
+            f"Calls({self.fn!r}, {self.mode!r}, {self.kwargs!r}, stop_on_error={self.stop_on_error}, "
+            f"is_async={self.is_async}, timeout={self.timeout}, timed={self.timed})"
+        )
+
+    def with_kwargs(self, kwargs: dict[str, Any]) -> Calls:
+        """These calls with these keywords instead."""
+        return Calls(self.fn, self.mode, kwargs, self.stop_on_error, self.is_async, self.timeout, self.timed)
 
     def with_keywords(self, extra: dict[str, Any]) -> Calls:
         """These calls with more keywords (shared objects), the map's own winning."""
         if not extra:
             return self
-        return dataclasses.replace(self, kwargs={**extra, **self.kwargs})
+        return self.with_kwargs({**extra, **self.kwargs})
 
 
 def callable_of(obj: Any) -> Callable[..., Any]:

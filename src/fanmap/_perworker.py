@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
 import os
+import sys
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _pools
 from ._calls import Calls, Ran, call_chunk
-from ._errors import WorkerInitError
+
+if TYPE_CHECKING:
+    from ._errors import WorkerInitError
 
 __all__ = [
     "Made",
@@ -68,16 +69,26 @@ def _unwrapped(factory: Callable[..., Any]) -> Any:
     return inner
 
 
+# `inspect` (and `uuid`, `_errors`) are imported where used: a worker process loads this
+# module for every map, and a plain one needs none of them.
+
+
 def _is_generator_function(factory: Callable[..., Any]) -> bool:
+    import inspect
+
     return inspect.isgeneratorfunction(_unwrapped(factory))
 
 
 def _is_async_generator_function(factory: Callable[..., Any]) -> bool:
+    import inspect
+
     return inspect.isasyncgenfunction(_unwrapped(factory))
 
 
 def is_async_factory(factory: Callable[..., Any]) -> bool:
     """Whether a factory must be awaited: ``async def``, or an async generator function."""
+    import inspect
+
     inner = _unwrapped(factory)
     return inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)
 
@@ -96,6 +107,8 @@ class PerWorker:
         self.inject = inject
         #: Whether some factory must be awaited (in the worker's event loop).
         self.is_async = any(is_async_factory(f) for f in self.factories.values())
+        import uuid
+
         self.key = uuid.uuid4().hex
 
     def names(self) -> list[str]:
@@ -169,6 +182,8 @@ class Made:
         return await asyncio.shield(making)
 
     def _failed(self, spec: PerWorker, name: str, exc: BaseException) -> WorkerInitError:
+        from ._errors import WorkerInitError
+
         if isinstance(exc, StopIteration | StopAsyncIteration):
             error = WorkerInitError(
                 f"the per-worker factory {spec.describe(name)} is a generator that ended without "
@@ -208,6 +223,7 @@ class Made:
 
     async def _amake(self, spec: PerWorker, step: Callable[[str], None] | None) -> dict[str, Any]:
         import asyncio
+        import inspect
 
         began = time.perf_counter()
         made: dict[str, Any] = {}
@@ -305,6 +321,12 @@ _process = Made()
 _threads = threading.local()
 
 
+def is_init_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a `WorkerInitError` (without importing `_errors` before one exists)."""
+    errors = sys.modules.get("fanmap._errors")
+    return errors is not None and isinstance(exc, errors.WorkerInitError)
+
+
 def call_with_values(calls: Calls, per_worker: PerWorker | None, items: Sequence[Any], scope: str) -> Ran:
     """`call_chunk` with the per-worker values of this worker (made first if need be).
 
@@ -313,7 +335,9 @@ def call_with_values(calls: Calls, per_worker: PerWorker | None, items: Sequence
     if per_worker is not None:
         try:
             values = made_here(scope).values_for(per_worker)
-        except WorkerInitError as exc:
+        except Exception as exc:
+            if not is_init_error(exc):
+                raise
             return [None] * len(items), dict.fromkeys(range(len(items)), exc), None
         if per_worker.inject:
             calls = calls.with_keywords(values)

@@ -23,7 +23,6 @@ import traceback
 import types
 from typing import Any
 
-from ._errors import RemoteError
 from ._mainmod import dumps
 
 __all__ = ["capture", "rebuild"]
@@ -96,6 +95,8 @@ def _rebuilt_without_init(
 
 def rebuild(data: dict[str, Any]) -> BaseException:
     """Turn data from `capture` back into an exception with the worker's frames."""
+    from ._errors import RemoteError  # here: a worker process does not load `_errors`
+
     exc: BaseException
     if data["exc"] is None:
         exc = RemoteError(data["type"], data["text"], data["reason"])

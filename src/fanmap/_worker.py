@@ -43,9 +43,8 @@ from . import _context
 from ._args import CallMode
 from ._bigargs import Inbound
 from ._calls import Calls, call_chunk, callable_of
-from ._errors import SerializationError, WorkerInitError
 from ._forward import apply_levels, flush_output, forward_output
-from ._perworker import PerWorker, made_here, teardown_process
+from ._perworker import PerWorker, is_init_error, made_here, teardown_process
 from ._serialize import PROTOCOL, describe, dumps
 from ._traceback import capture
 from ._wire import IDLE, IDLE_EXIT, INIT, INIT_DONE, REPLY, WHOLE_CHUNK, Setup, read_message
@@ -98,6 +97,8 @@ def _reply(
         body = dumps(results)
     except Exception:
         # Some result cannot be pickled: fail just those items, with a message naming them.
+        from ._errors import SerializationError  # only now: a plain worker does not load it
+
         captured = dict(captured or {})
         for pos, value in enumerate(results):
             try:
@@ -274,6 +275,8 @@ def _serve(
         items = message[2]
         if isinstance(items, BaseException) or spec is None:
             problem = items if isinstance(items, BaseException) else spec_error
+            from ._errors import SerializationError
+
             error = SerializationError(
                 f"the worker could not unpickle what it was sent ({type(problem).__name__}: "
                 f"{problem}); make sure the function and its arguments are importable in a "
@@ -293,7 +296,9 @@ def _serve(
         if pending is not None:
             try:
                 values = made_here("process").values_for(pending, step)
-            except WorkerInitError as exc:
+            except Exception as exc:
+                if not is_init_error(exc):
+                    raise
                 flush_output()
                 send(_reply([], {WHOLE_CHUNK: exc}, 0.0))
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,22 @@ def test_a_worker_process_imports_only_what_plain_maps_need() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_a_spawned_worker_of_a_script_loads_no_more_than_it_needs(tmp_path: Path) -> None:
+    # Each module costs every spawned worker its start-up time: a plain map of a script's
+    # function loads none of these in the worker (they are imported where used).
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import sys\n"
+        "from fanmap import parallel\n"
+        "UNWANTED = ('asyncio', 'sqlite3', 'cloudpickle', 'dataclasses', 'uuid',\n"
+        "            'concurrent.futures', 'fanmap._engine', 'fanmap._api', 'fanmap._errors')\n"
+        "def loaded(_):\n"
+        "    return sorted(m for m in UNWANTED if m in sys.modules)\n"
+        "print(parallel(loaded, workers=1, start_method='spawn').map([0]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.strip() == "[[]]", proc.stdout + proc.stderr

@@ -25,7 +25,6 @@ together in the Dask worker's own event loop (one per worker process, for its li
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import time
 from collections.abc import Hashable
@@ -63,7 +62,7 @@ def run_chunk(
 ) -> tuple[list[Any], Any, Any]:
     """The task: run a chunk on a Dask worker, as a local worker would."""
     begun = time.perf_counter()
-    calls = dataclasses.replace(calls, kwargs=kwargs)
+    calls = calls.with_kwargs(kwargs)
     if calls.is_async:  # in the worker's event loop, with the calls of other tasks
         loop = loop_thread("worker-loop", _context.mark_task_thread)
         results, errors, times = loop.run(chunk_with_values(calls, per_worker, items, "process"))
@@ -136,7 +135,7 @@ class DaskPool:
     def begin(self, spec: RunSpec) -> None:
         # The keywords travel apart (scattered); the plain function goes with the task
         # (Dask pickles it, by reference where it can), not the decorated object.
-        self._calls = dataclasses.replace(spec.calls, kwargs={})
+        self._calls = spec.calls.with_kwargs({})
         self._per_worker = spec.per_worker
         # An async call is cancelled at its timeout in the worker: past it and a grace,
         # its loop is blocked.
