@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fanmap import Value
+from tests import funcs
 
 #: Seconds a barrier waits at most before it fails the call (it did not hang).
 BOUND = 60.0
@@ -177,3 +178,9 @@ def counted_nap(x: int, *, started: Value[int]) -> int:
     started.add(1)
     time.sleep(0.5)
     return x
+
+
+async def return_unpickles_badly(x: int) -> Any:
+    """An async call whose result for 1 pickles in the worker but not back in the caller."""
+    await asyncio.sleep(0)
+    return funcs.UnpicklesBadly() if x == 1 else x

@@ -493,3 +493,9 @@ def rebuild_marker(i: int, folder: str, last: int) -> tuple[int, bool]:
             return (i, True)
         time.sleep(0.005)
     return (i, i == last)
+
+
+def fail_odd(x: int) -> int:
+    if x % 2:
+        raise CustomError(f"odd {x}")
+    return x

@@ -54,9 +54,9 @@ def serve_async(
     spec: Calls,
     pending: PerWorker | None,
     first: Any,
-    send: Callable[[bytes], None],
+    send: Callable[..., None],
     step: Callable[[str], None],
-    reply: Callable[..., bytes],
+    reply: Callable[..., tuple[bytes, ...]],
 ) -> tuple[Any, bool]:
     """Serve chunks of an async function, starting with ``first``, until something else comes.
 
@@ -73,9 +73,9 @@ async def _serve(
     spec: Calls,
     pending: PerWorker | None,
     first: Any,
-    send: Callable[[bytes], None],
+    send: Callable[..., None],
     step: Callable[[str], None],
-    reply: Callable[..., bytes],
+    reply: Callable[..., tuple[bytes, ...]],
 ) -> tuple[Any, bool]:
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue()
@@ -106,7 +106,7 @@ async def _serve(
             values = await made_here("process").avalues_for(pending, step)
         except WorkerInitError as exc:
             flush_output()
-            send(reply([], {WHOLE_CHUNK: exc}, 0.0, first[1]))
+            send(*reply([], {WHOLE_CHUNK: exc}, 0.0, first[1]))
             return IDLE, False
         if pending.inject:
             spec = spec.with_keywords(values)
@@ -147,7 +147,7 @@ async def _serve(
         loop.remove_reader(fd)
 
 
-async def _chunk(spec: Calls, start: int, items: Any, send: Callable[[bytes], None], reply: Any) -> None:
+async def _chunk(spec: Calls, start: int, items: Any, send: Callable[..., None], reply: Any) -> None:
     """Run a chunk of async calls; send its reply, naming the chunk."""
     begun = time.perf_counter()
     try:
@@ -156,4 +156,4 @@ async def _chunk(spec: Calls, start: int, items: Any, send: Callable[[bytes], No
     except Exception as exc:  # fanmap's own failure: the chunk's items fail with it
         data = reply([], {WHOLE_CHUNK: exc}, 0.0, start)
     flush_output()
-    send(data)
+    send(*data)

@@ -97,7 +97,10 @@ class Done:
                 f"the results of {which} came back from {self.worker} but cannot be rebuilt "
                 f"here ({type(exc).__name__}: {exc}); return plain data"
             )
-            self.results, self.errors = [None] * n, dict.fromkeys(range(n), error)
+            # The items that failed by themselves keep their own errors.
+            self.results = [None] * n
+            self.errors = {**dict.fromkeys(range(n), error), **(self.errors or {})}
+            self.ran = n
 
 
 @dataclasses.dataclass(slots=True)

@@ -485,12 +485,44 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
     ready: list[Block] = []
     #: Chunks whose results came back still pickled: unpickled once the pool is filled
     #: again, so that a worker does not wait for the caller to unpickle thousands of them.
+    #: Only for input of known length (filling never waits for a slow iterator then)
+    #: and without a checkpoint (results are recorded as soon as they are back).
     arrived: list[Done] = []
+    defer = run.source.total is not None and run.store is None
+
+    def settle_arrived() -> None:
+        for done in arrived:
+            run.back(done.chunk)  # counted as read ahead until now
+            done.decode()
+            ready.extend(run.done(done))
+        arrived.clear()
+
+    def hand_on() -> Iterator[Block]:
+        for start, values in ready:
+            if reporter is not None:
+                reporter.advance(len(values))
+            if record is not None:
+                record.handed(len(values))
+            for out_start, out in orderer.push(start, values):
+                run.handed += len(out)
+                if skips:
+                    out = [v for v in out if v is not SKIPPED]
+                    if not out:
+                        continue
+                yield out_start, out
+        ready.clear()  # nor its results, once handed on
+
     try:
         while True:
             # Fill the pool, retries first, while it has room and the window allows.
             while pool.room(sizer.depth(position)) > 0:
-                if run.window is not None and run.in_flight + len(orderer.pending) >= run.window:
+                # The window bounds reading ahead: a retry was read already, and the
+                # blocks waiting for it in the orderer may be what fills the window.
+                if (
+                    run.window is not None
+                    and run.in_flight + len(orderer.pending) >= run.window
+                    and not run.retry
+                ):
                     break
                 if run.retry:
                     chunk = run.retry.popleft()
@@ -533,6 +565,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                         began = time.perf_counter()
                         sent = pool.submit(chunk)
                         took = time.perf_counter() - began if sent is not None else 0.0  # else: ran here
+                        took -= getattr(pool, "starting", 0.0)  # a worker started for it
                         record.sent(chunk, sent, took, _holder(pool, chunk))
                 except Unsendable as exc:
                     bad = exc
@@ -544,12 +577,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 # carry the pickler's failure as its context.
                 ready.extend(run.unsendable(chunk, bad))
             if arrived:
-                for done in arrived:
-                    run.back(done.chunk)  # counted as read ahead until now
-                    done.decode()
-                    ready.extend(run.done(done))
-                arrived.clear()
-                del done
+                settle_arrived()
                 if run.retry:  # results that failed to unpickle, tried again
                     continue
             if run.in_flight == 0 and not run.retry and not ready:
@@ -566,8 +594,11 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 wait = _STOP_POLL if wait is None else min(wait, _STOP_POLL)
             for event in pool.wait(wait):
                 # Results still pickled, none failed: unpickled after the pool is filled.
-                later = isinstance(event, Done) and event.encoded is not None and not event.errors
+                later = defer and isinstance(event, Done) and event.encoded is not None and not event.errors
                 if not later:
+                    settle_arrived()  # what came back before it, first
+                    if ready and (isinstance(event, Lost) or event.errors):
+                        yield from hand_on()  # this failure may end the map
                     run.back(event.chunk)
                 if record is not None:
                     if isinstance(event, Done):
@@ -586,19 +617,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 del event  # a finished call's arguments are not kept while waiting
             if run.store is not None:
                 run.store.commit_due()
-            for start, values in ready:
-                if reporter is not None:
-                    reporter.advance(len(values))
-                if record is not None:
-                    record.handed(len(values))
-                for out_start, out in orderer.push(start, values):
-                    run.handed += len(out)
-                    if skips:
-                        out = [v for v in out if v is not SKIPPED]
-                        if not out:
-                            continue
-                    yield out_start, out
-            ready.clear()  # nor its results, once handed on
+            yield from hand_on()
         finished = True
     finally:
         pool.end(abort=not finished)

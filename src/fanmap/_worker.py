@@ -84,7 +84,7 @@ def _reply(
     elapsed: float,
     start: int | None = None,
     times: list[float] | None = None,
-) -> bytes:
+) -> tuple[bytes, ...]:
     """A chunk's reply; an async chunk's names its first item (they finish in any order).
 
     Timed calls send ``(elapsed, times)`` in the place of ``elapsed``. A plain chunk's
@@ -112,9 +112,9 @@ def _reply(
                 results[pos] = None
         body = dumps(results)
     if start is not None:
-        return dumps((body, captured, took, start))  # small, and rare: in one pickle
-    head = pickle.dumps((len(results), captured, took), PROTOCOL)
-    return b"".join((REPLY, len(head).to_bytes(4, "little"), head, body))
+        return (dumps((body, captured, took, start)),)  # an async chunk's few results: one message
+    # Two messages, sent together: the results are not copied into a bigger one.
+    return REPLY + pickle.dumps((len(results), captured, took), PROTOCOL), body
 
 
 def _release_inherited_sockets() -> None:
@@ -235,9 +235,10 @@ def _serve(
     inbound = Inbound()
     idle_since = time.monotonic()
 
-    def send(payload: bytes) -> None:
-        with send_lock:
-            replies.send_bytes(payload)
+    def send(*parts: bytes) -> None:
+        with send_lock:  # a reply's parts, one after the other
+            for part in parts:
+                replies.send_bytes(part)
 
     def step(label: str) -> None:
         send(pickle.dumps((INIT, label)))
@@ -284,7 +285,7 @@ def _serve(
                 f"if __name__ == '__main__'), or use backend=\"thread\""
             )
             error.__cause__ = problem
-            send(_reply([], {WHOLE_CHUNK: error}, 0.0))
+            send(*_reply([], {WHOLE_CHUNK: error}, 0.0))
             continue
         if spec.is_async:  # its chunks run together in the worker's event loop
             from ._aworker import serve_async  # asyncio is imported by async runs only
@@ -300,7 +301,7 @@ def _serve(
                 if not is_init_error(exc):
                     raise
                 flush_output()
-                send(_reply([], {WHOLE_CHUNK: exc}, 0.0))
+                send(*_reply([], {WHOLE_CHUNK: exc}, 0.0))
                 continue
             spec, pending = (spec.with_keywords(values) if pending.inject else spec), None
             send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
@@ -308,5 +309,5 @@ def _serve(
         results, errors, times = call_chunk(spec, items)
         reply = _reply(results, errors, time.perf_counter() - begun, None, times)
         flush_output()
-        send(reply)
+        send(*reply)
         idle_since = time.monotonic()

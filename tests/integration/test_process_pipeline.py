@@ -15,7 +15,7 @@ from fanmap._backends._process import ProcessPool
 from fanmap._calls import Calls
 from fanmap._chunk import Chunk, Done, RunSpec
 from fanmap._config import resolve
-from tests import funcs
+from tests import afuncs, funcs
 
 
 def test_the_next_chunk_is_sent_before_the_last_results_are_unpickled(tmp_path: Path) -> None:
@@ -39,29 +39,68 @@ def test_results_that_cannot_be_rebuilt_fail_their_items_only() -> None:
         run.map(range(3))
 
 
-def test_a_new_pool_starts_one_worker_then_the_rest_as_chunks_need_them() -> None:
+def test_a_new_pool_starts_a_worker_only_when_a_chunk_needs_one() -> None:
     # A fork or spawn takes a while: the first chunk goes to the first worker before
-    # the second starts, and every worker is up once the engine waits.
+    # the second starts, and a short map starts no more workers than it has chunks.
     pool = ProcessPool(resolve({"workers": 3, "backend": "process"}))
+
+    def started() -> int:
+        return sum(w is not None for w in pool._slots)
+
     try:
         pool.begin(RunSpec(Calls(funcs.square, CallMode.ONE, {}), funcs.square, None))
-        assert sum(w is not None for w in pool._slots) == 1
+        assert started() == 0
         assert pool.room(1) == 3  # the ones not started yet count
         pool.submit(Chunk(0, [2]))
-        assert sum(w is not None for w in pool._slots) == 1
+        assert started() == 1
+        assert pool.room(1) == 2  # asking starts nothing
+        assert started() == 1
         pool.submit(Chunk(1, [3]))  # the first is busy: the second starts for it
-        assert sum(w is not None for w in pool._slots) == 2
-        events = pool.wait(None)  # starts the third, and returns at once for it
-        assert sum(w is not None for w in pool._slots) == 3
+        assert started() == 2
         got: dict[int, Any] = {}
         deadline = time.monotonic() + 60
         while len(got) < 2 and time.monotonic() < deadline:
-            for event in events:
+            for event in pool.wait(1.0):
                 assert isinstance(event, Done)
                 event.decode()
                 got[event.chunk.start] = event.results
-            events = pool.wait(1.0)
         assert got == {0: [4], 1: [9]}
-        pool.end(abort=False)
+        assert started() == 2  # waiting starts nothing either
+        pool.submit(Chunk(2, [4]))  # a free worker takes it: none starts
+        assert started() == 2
+        pool.end(abort=True)
     finally:
         pool.close()
+
+
+def test_an_ordered_imap_whose_retries_fill_the_window_still_ends() -> None:
+    # The blocks waiting in the orderer for retried items filled the read-ahead window,
+    # and the retries (read already) waited for the window: the map spun forever.
+    run = parallel(funcs.fail_odd, workers=2, chunksize=20)
+    out = list(run.options(on_error="skip", retries=1).imap(range(200)))
+    assert out == list(range(0, 200, 2))
+
+
+def test_results_back_before_a_failure_are_handed_out_before_it_is_raised() -> None:
+    run = parallel(funcs.fail_on, workers=1, chunksize=1)
+    got: list[int] = []
+
+    def consume() -> None:
+        for value in run.imap(range(6), bad=2):
+            got.append(value)
+            if value == 0:
+                time.sleep(0.3)  # items 1 and 2 come back meanwhile, together
+
+    with pytest.raises(funcs.CustomError):
+        consume()
+    assert got == [0, 1]
+
+
+def test_an_async_result_that_cannot_be_rebuilt_fails_its_item_only() -> None:
+    # It used to hang the map: the whole reply could not be read, and its chunk was lost.
+    run = parallel(afuncs.return_unpickles_badly, backend="process", workers=1)
+    out = run.options(on_error="return").map(range(3))
+    assert out[0] == 0
+    assert out[2] == 2
+    assert isinstance(out[1], Failure)
+    assert isinstance(out[1].exception, SerializationError)

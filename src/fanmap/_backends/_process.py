@@ -112,8 +112,10 @@ class ProcessPool:
         self._max_tasks = options.max_tasks_per_worker
         self._state: dict[str, Any] = options.state.prepare() if options.state is not None else {}
         self._slots: list[Worker | None] = [None] * options.workers
-        #: Slots whose worker starts when a chunk needs it, or when the engine waits.
+        #: Slots whose worker starts when a chunk needs it (every started one is busy).
         self._unstarted: list[int] = []
+        #: Seconds the last `submit` spent starting a worker (not pickling or sending).
+        self.starting = 0.0
         self._setup = b""
         self._mode = CallMode.ONE
         self._fn: Any = None
@@ -164,12 +166,11 @@ class ProcessPool:
             if worker is not None and (worker.gone() or worker.retiring):
                 worker.kill()
                 self._slots[i] = None
-        # Starting a process takes a while (a fork copies the caller's page tables): a
-        # pool with no worker yet starts one, which gets the first chunk while the next
-        # starts; the rest start as chunks need them, and all before the engine waits.
+        # Starting a process takes a while (a fork copies the caller's page tables, a
+        # spawn starts an interpreter): a worker starts when a chunk needs one and every
+        # started worker is busy, so the first gets its chunk while the next starts, and
+        # a short map starts no more workers than it has chunks.
         self._unstarted = [i for i, w in enumerate(self._slots) if w is None]
-        if len(self._unstarted) == len(self._slots):
-            self._start_next()
 
     def _start(self, index: int) -> Worker:
         return Worker(index, self._context, self._blas_threads, self._state)
@@ -179,8 +180,11 @@ class ProcessPool:
         worker = self._slots[index] = self._start(index)
         return worker
 
-    def _start_rest(self) -> None:
-        while self._unstarted:
+    def _start_if_all_busy(self) -> None:
+        """Start a worker if none is free for a chunk and some slot has none yet."""
+        if self._unstarted and not any(
+            w is not None and not w.chunks and not w.retiring for w in self._slots
+        ):
             self._start_next()
 
     def room(self, depth: int) -> int:
@@ -202,10 +206,13 @@ class ProcessPool:
     def limit(self) -> int | None:
         if self._max_tasks is None:
             return None
-        worker = self._pick(0, start=False)
+        worker = self._pick(0)
         return max(1, self._max_tasks - worker.calls) if worker is not None else 1
 
     def submit(self, chunk: Chunk) -> int | None:
+        began = time.perf_counter()
+        self._start_if_all_busy()
+        self.starting = time.perf_counter() - began
         shared = 0
         try:
             data, descriptors = self._outbound.dumps((TASK, chunk.start, chunk.items))
@@ -245,15 +252,13 @@ class ProcessPool:
             }
         raise Unsendable(errors)
 
-    def _pick(self, size: int, calls: int = 0, alone: bool = False, start: bool = True) -> Worker | None:
+    def _pick(self, size: int, calls: int = 0, alone: bool = False) -> Worker | None:
         """The least busy worker for a message of ``size`` bytes and ``calls`` calls.
 
         A worker with room for the calls under max_tasks_per_worker comes first; if none
         has (a batch requeued after a crash), any will do, so that nothing waits forever.
         None means: wait for a worker to be free (the message is too big to queue, or the
         chunk must run alone). A worker running a chunk alone gets nothing else meanwhile.
-        With ``start``, a worker not started yet is started rather than queue behind a
-        busy one.
         """
         live = [
             w
@@ -265,8 +270,6 @@ class ProcessPool:
         if self._max_tasks is not None:
             fits = [w for w in live if w.calls + calls <= self._max_tasks]
             live = fits or live
-        if start and self._unstarted and not any(not w.chunks for w in live):
-            return self._start_next()
         if not live:
             return None
         # The least work queued, in calls: a worker that holds a short chunk (its reply
@@ -298,10 +301,6 @@ class ProcessPool:
             worker.retiring = worker.calls >= self._max_tasks
 
     def wait(self, timeout: float | None) -> list[Event]:
-        if self._unstarted:  # every worker is up before the engine waits
-            self._start_rest()
-            self._dispatch_held()
-            timeout = 0.0  # and the engine hands them chunks
         events, self._backlog = self._backlog, []
         busy = [w for w in self._slots if w is not None and w.chunks]
         if not busy:
@@ -365,18 +364,19 @@ class ProcessPool:
 
     def _receive(self, worker: Worker, events: list[Event]) -> bool:
         """Read one message of a worker; return False if the pipe is closed."""
+        encoded: Any = None  # a chunk's results, still pickled
         try:
             data = worker.replies.recv_bytes()
+            if data[:1] == REPLY:  # a chunk's: its results follow, unpickled later (Done.decode)
+                encoded = worker.replies.recv_bytes()
         except (EOFError, OSError):
             return False  # died mid-reply: its sentinel tells the rest
-        encoded: Any = None  # a chunk's results, still pickled
         message: Any
         ran = 0
         try:
-            if data[:1] == REPLY:  # a chunk's: its results are unpickled later (Done.decode)
-                end = 5 + int.from_bytes(data[1:5], "little")
-                ran, captured, elapsed = pickle.loads(data[5:end])
-                message, encoded = ([], captured, elapsed), memoryview(data)[end:]
+            if encoded is not None:
+                ran, captured, elapsed = pickle.loads(memoryview(data)[1:])
+                message = ([], captured, elapsed)
             else:
                 message = pickle.loads(data)
         except Exception as exc:  # a reply that cannot be rebuilt here fails its chunk only
@@ -476,6 +476,7 @@ class ProcessPool:
 
     def _dispatch_held(self) -> None:
         while self._held:
+            self._start_if_all_busy()
             chunk, payload = self._held[0]
             worker = self._pick(len(payload), len(chunk.items), chunk.alone)
             if worker is None:

@@ -38,15 +38,15 @@ def _grow_pipe(conn: Connection) -> int:
         return 1 << 16
 
 
-_callers: dict[int, tuple[int, str | None]] = {}
+_caller_seen: list[tuple[int, str | None]] = []
 
 
 def _caller() -> tuple[int, str | None]:
     """This process's pid and start time, for its workers to watch it (read once)."""
     pid = os.getpid()
-    if pid not in _callers:  # a forked child is a caller of its own
-        _callers[pid] = (pid, started_at(pid))
-    return _callers[pid]
+    if not _caller_seen or _caller_seen[0][0] != pid:  # a forked child is a caller of its own
+        _caller_seen[:] = [(pid, started_at(pid))]
+    return _caller_seen[0]
 
 
 def death(exitcode: int | None) -> str:
@@ -140,7 +140,8 @@ class Worker:
         with contextlib.suppress(EOFError, OSError):
             while self.replies.poll(0):
                 data = self.replies.recv_bytes()
-                if data[:1] == REPLY:  # a chunk's results, reported already or lost with it
+                if data[:1] == REPLY:  # a chunk's reply and its results: lost with the worker
+                    self.replies.recv_bytes()
                     continue
                 message = pickle.loads(data)
                 if isinstance(message, tuple):
