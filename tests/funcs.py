@@ -499,3 +499,16 @@ def fail_odd(x: int) -> int:
     if x % 2:
         raise CustomError(f"odd {x}")
     return x
+
+
+def fork_chatter(x: int, seconds: float = 1.0) -> int:
+    """For item 0, forks a child that prints for ``seconds`` (its prints share the worker's
+    reply pipe, and must never land inside a reply); returns ``x``."""
+    if x == 0 and os.fork() == 0:
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            print(f"child line {i}", flush=True)
+            i += 1
+        os._exit(0)
+    return x

@@ -490,10 +490,12 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
     arrived: list[Done] = []
     defer = run.source.total is not None and run.store is None
 
-    def settle_arrived() -> None:
+    def settle_arrived() -> Iterator[Block]:
         for done in arrived:
             run.back(done.chunk)  # counted as read ahead until now
             done.decode()
+            if done.errors and ready:  # results that cannot be rebuilt may end the map
+                yield from hand_on()
             ready.extend(run.done(done))
         arrived.clear()
 
@@ -577,7 +579,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 # carry the pickler's failure as its context.
                 ready.extend(run.unsendable(chunk, bad))
             if arrived:
-                settle_arrived()
+                yield from settle_arrived()
                 if run.retry:  # results that failed to unpickle, tried again
                     continue
             if run.in_flight == 0 and not run.retry and not ready:
@@ -596,7 +598,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 # Results still pickled, none failed: unpickled after the pool is filled.
                 later = defer and isinstance(event, Done) and event.encoded is not None and not event.errors
                 if not later:
-                    settle_arrived()  # what came back before it, first
+                    yield from settle_arrived()  # what came back before it, first
                     if ready and (isinstance(event, Lost) or event.errors):
                         yield from hand_on()  # this failure may end the map
                     run.back(event.chunk)

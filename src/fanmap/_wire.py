@@ -8,9 +8,10 @@ task pipe   Setup(function, calls, descriptors, log_levels)   once per run (a ma
 reply pipe  (INIT, "model=load_model")                        a @per_worker factory starts
             (INIT_DONE,)                                      every factory finished
             (IDLE_EXIT,)                                      it stops, idle too long
-            REPLY + pickled (count, errors or None, elapsed)   one per chunk, followed by
-            pickled results                                    its results in a message
-                                                               of their own (see below)
+            REPLY, len(head), head, results                   one per chunk: head is the
+                                                               pickled (count, errors or
+                                                               None, elapsed); results are
+                                                               pickled apart (see below)
             (results, errors or None, elapsed, start)          one per chunk of an async
                                                                function (any order; the
                                                                results pickled apart too)
@@ -50,8 +51,7 @@ IDLE: Final = object()
 TASK: Final = 0
 #: A task whose large buffers are in shared memory: (TASK_SHM, descriptors, pickle).
 TASK_SHM: Final = 2
-#: The first byte of a plain chunk's reply; its results follow as the next message (a
-#: pickle starts with another byte).
+#: The first byte of a plain chunk's reply (a pickle starts with another).
 REPLY: Final = b"R"
 #: The key under which an error stands for every item of the chunk.
 WHOLE_CHUNK: Final = -1

@@ -34,6 +34,7 @@ import faulthandler
 import os
 import pickle
 import signal
+import struct
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -113,8 +114,26 @@ def _reply(
         body = dumps(results)
     if start is not None:
         return (dumps((body, captured, took, start)),)  # an async chunk's few results: one message
-    # Two messages, sent together: the results are not copied into a bigger one.
-    return REPLY + pickle.dumps((len(results), captured, took), PROTOCOL), body
+    head = pickle.dumps((len(results), captured, took), PROTOCOL)
+    return REPLY + len(head).to_bytes(4, "little") + head, body
+
+
+def send_parts(fd: int, parts: tuple[bytes, ...]) -> None:
+    """Write one `multiprocessing.connection` message made of ``parts``, with no copy.
+
+    One message, as ``send_bytes`` would write it (its length first): a process the
+    function forked shares this pipe, and its prints must not land inside a reply.
+    """
+    size = sum(len(part) for part in parts)
+    header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
+    views = [memoryview(header), *(memoryview(part) for part in parts)]
+    while views:
+        written = os.writev(fd, views)
+        while written and views:
+            if written >= len(views[0]):
+                written -= len(views.pop(0))
+            else:
+                views[0], written = views[0][written:], 0
 
 
 def _release_inherited_sockets() -> None:
@@ -236,9 +255,11 @@ def _serve(
     idle_since = time.monotonic()
 
     def send(*parts: bytes) -> None:
-        with send_lock:  # a reply's parts, one after the other
-            for part in parts:
-                replies.send_bytes(part)
+        with send_lock:
+            if len(parts) == 1:
+                replies.send_bytes(parts[0])
+            else:  # one message from its parts, without copying them into one
+                send_parts(replies.fileno(), parts)
 
     def step(label: str) -> None:
         send(pickle.dumps((INIT, label)))

@@ -104,3 +104,12 @@ def test_an_async_result_that_cannot_be_rebuilt_fails_its_item_only() -> None:
     assert out[2] == 2
     assert isinstance(out[1], Failure)
     assert isinstance(out[1].exception, SerializationError)
+
+
+def test_prints_of_a_process_the_function_forked_never_land_inside_a_reply(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    run = parallel(funcs.fork_chatter, workers=2, chunksize=1)
+    for _ in range(3):
+        assert run.map(range(400), seconds=0.5) == list(range(400))
+    assert "child line 0" in capfd.readouterr().out

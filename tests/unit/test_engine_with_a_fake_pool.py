@@ -4,12 +4,13 @@ the error policies and crash attribution are the engine's decisions alone."""
 from __future__ import annotations
 
 import itertools
+import pickle
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import pytest
 
-from fanmap import Args, Failure, TaskTimeoutError, WorkerCrashedError
+from fanmap import Args, Failure, SerializationError, TaskTimeoutError, WorkerCrashedError
 from fanmap._args import CallMode
 from fanmap._calls import Calls, call_chunk
 from fanmap._chunk import Chunk, Done, Event, Lost, RunSpec
@@ -277,3 +278,43 @@ def test_starmap_items_and_args(monkeypatch: pytest.MonkeyPatch) -> None:
     assert out[:2] == [1, 6]
     assert isinstance(out[2], Failure)
     assert "tuple of arguments" in str(out[2].exception)
+
+
+class PicklingPool(FakePool):
+    """Reports every pending chunk at once, its results still pickled, as a process pool
+    does; the chunk holding ``bad`` comes back with results that cannot be unpickled."""
+
+    def __init__(self, bad: int) -> None:
+        super().__init__(2, ran, lifo=False)
+        self.bad = bad
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        assert self.calls is not None
+        events: list[Event] = []
+        for chunk in self.pending:
+            done = ran(self.calls, chunk)
+            assert isinstance(done, Done)
+            encoded = b"not a pickle" if self.bad in chunk.items else pickle.dumps(done.results)
+            done.results, done.encoded = [], encoded
+            events.append(done)
+        self.pending.clear()
+        return events
+
+
+def test_results_back_before_ones_that_cannot_be_unpickled_are_handed_on_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = PicklingPool(bad=3)
+    monkeypatch.setattr("fanmap._engine.get_backend", lambda _: FakeBackend(pool))
+    got: list[int] = []
+    options = resolve({"chunksize": 1})
+
+    def consume() -> None:
+        for _, values in execute(
+            square, square, CallMode.ONE, Source(list(range(8))), {}, options, window=None
+        ):
+            got.extend(values)
+
+    with pytest.raises(SerializationError, match="the results of item 3 came back"):
+        consume()
+    assert got == [0, 1, 4]  # item 2 came back with item 3, before it in the input

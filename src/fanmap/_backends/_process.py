@@ -364,19 +364,18 @@ class ProcessPool:
 
     def _receive(self, worker: Worker, events: list[Event]) -> bool:
         """Read one message of a worker; return False if the pipe is closed."""
-        encoded: Any = None  # a chunk's results, still pickled
         try:
             data = worker.replies.recv_bytes()
-            if data[:1] == REPLY:  # a chunk's: its results follow, unpickled later (Done.decode)
-                encoded = worker.replies.recv_bytes()
         except (EOFError, OSError):
             return False  # died mid-reply: its sentinel tells the rest
+        encoded: Any = None  # a chunk's results, still pickled
         message: Any
         ran = 0
         try:
-            if encoded is not None:
-                ran, captured, elapsed = pickle.loads(memoryview(data)[1:])
-                message = ([], captured, elapsed)
+            if data[:1] == REPLY:  # a chunk's: its results are unpickled later (Done.decode)
+                end = 5 + int.from_bytes(data[1:5], "little")
+                ran, captured, elapsed = pickle.loads(memoryview(data)[5:end])
+                message, encoded = ([], captured, elapsed), memoryview(data)[end:]
             else:
                 message = pickle.loads(data)
         except Exception as exc:  # a reply that cannot be rebuilt here fails its chunk only

@@ -140,8 +140,7 @@ class Worker:
         with contextlib.suppress(EOFError, OSError):
             while self.replies.poll(0):
                 data = self.replies.recv_bytes()
-                if data[:1] == REPLY:  # a chunk's reply and its results: lost with the worker
-                    self.replies.recv_bytes()
+                if data[:1] == REPLY:  # a chunk's reply: lost with the worker
                     continue
                 message = pickle.loads(data)
                 if isinstance(message, tuple):
