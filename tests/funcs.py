@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -270,7 +272,6 @@ def inspect_array_then_crash(i: int, arr: Any) -> float:
 
 # -- logging --------------------------------------------------------------------------
 
-import logging  # noqa: E402
 
 app_log = logging.getLogger("fanmap.tests.app")
 
@@ -511,4 +512,20 @@ def fork_chatter(x: int, seconds: float = 1.0) -> int:
             print(f"child line {i}", flush=True)
             i += 1
         os._exit(0)
+    return x
+
+
+def print_until(x: int, flag: str = "") -> int:
+    """For item 0, starts a thread in the worker that logs and prints without pause until
+    ``flag`` exists (or a minute passed); returns ``x``."""
+    if x == 0:
+
+        def chatter() -> None:
+            end = time.monotonic() + 60
+            log = logging.getLogger("fanmap.tests.chatter")
+            while not os.path.exists(flag) and time.monotonic() < end:
+                log.warning("chatter %s", "x" * 50)
+                print("chatter", flush=True)
+
+        threading.Thread(target=chatter, daemon=True).start()
     return x

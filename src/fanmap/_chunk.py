@@ -90,7 +90,7 @@ class Done:
         except Exception as exc:
             from ._errors import SerializationError
 
-            n = len(self.chunk.items)
+            n = self.ran if self.ran > 0 else len(self.chunk.items)  # the items that ran
             last = self.chunk.start + n - 1
             which = f"item {last}" if n == 1 else f"items {self.chunk.start} to {last}"
             error = SerializationError(

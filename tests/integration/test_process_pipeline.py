@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import fanmap
 from fanmap import Failure, SerializationError, parallel
 from fanmap._args import CallMode
 from fanmap._backends._process import ProcessPool
@@ -113,3 +114,19 @@ def test_prints_of_a_process_the_function_forked_never_land_inside_a_reply(
     for _ in range(3):
         assert run.map(range(400), seconds=0.5) == list(range(400))
     assert "child line 0" in capfd.readouterr().out
+
+
+def test_a_worker_thread_that_prints_without_pause_does_not_hold_up_the_map(tmp_path: Path) -> None:
+    # The caller read a worker's messages until there were none, which never happened
+    # while the worker sent them faster than the caller could hand them on.
+    flag = tmp_path / "stop"
+    run = parallel(funcs.print_until, workers=2, chunksize=2)
+    began = time.monotonic()
+    try:
+        assert run.map(range(2000), flag=str(flag)) == list(range(2000))
+        # It did not wait for the chatter to end (after a minute): the caller reads its
+        # log records and prints as they come, and the chunks' replies between them.
+        assert time.monotonic() - began < 45
+    finally:
+        flag.touch()
+        fanmap.shutdown()  # the worker and its thread go

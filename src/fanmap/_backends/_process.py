@@ -53,6 +53,8 @@ from ._procworker import Worker, death, unreadable
 
 __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
 
+#: Messages read from one worker at one wait, at most (the rest at the next).
+_READ_AT_ONCE: Final = 1000
 #: Seconds idle workers get to stop by themselves (and tear down) when a pool closes.
 _STOP_GRACE: Final = 5.0
 
@@ -321,9 +323,11 @@ class ProcessPool:
         ready = set(wait(handles, timeout))
         for w in busy:
             if w.replies in ready:
-                # Everything it has sent: log records come before their chunk's reply.
-                while self._receive(w, events) and self._slots[w.index] is w and w.replies.poll(0):
-                    pass
+                # What it has sent (log records come before their chunk's reply), up to a
+                # bound: a thread that prints without pause must not keep the caller here.
+                for _ in range(_READ_AT_ONCE):
+                    if not (self._receive(w, events) and self._slots[w.index] is w and w.replies.poll(0)):
+                        break
         for w in busy:
             if self._slots[w.index] is w and w.sentinel in ready:
                 self._lost(w, events, None)
