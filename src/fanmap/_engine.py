@@ -598,7 +598,8 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
                 # Results still pickled, none failed: unpickled after the pool is filled.
                 later = defer and isinstance(event, Done) and event.encoded is not None and not event.errors
                 if not later:
-                    yield from settle_arrived()  # what came back before it, first
+                    if arrived:
+                        yield from settle_arrived()  # what came back before it, first
                     if ready and (isinstance(event, Lost) or event.errors):
                         yield from hand_on()  # this failure may end the map
                     run.back(event.chunk)

@@ -3,6 +3,8 @@ before it unpickles the results that worker sent back."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -130,3 +132,26 @@ def test_a_worker_thread_that_prints_without_pause_does_not_hold_up_the_map(tmp_
     finally:
         flag.touch()
         fanmap.shutdown()  # the worker and its thread go
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_script_s_one_item_map_starts_one_worker(tmp_path: Path, method: str) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import multiprocessing\n"
+        "from fanmap import parallel\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+        f"run = parallel(double, workers=4, start_method={method!r})\n"
+        "print(run.map([1]), len(multiprocessing.active_children()))\n"
+        "print(len(run.map(range(100))), len(multiprocessing.active_children()))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    first, second = proc.stdout.split("\n")[:2]
+    assert first.startswith("[2] ")
+    assert second.startswith("100 ")
+    # multiprocessing's own helper (spawn's resource tracker) is not a child it lists.
+    assert int(first.split()[1]) == 1
+    assert int(second.split()[1]) == 4
