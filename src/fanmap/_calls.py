@@ -110,7 +110,7 @@ def explained(calls: Calls, item: Any, error: BaseException) -> BaseException:
 
 
 #: Chunks of at most this many items are timed call by call when ``calls.timed``: the
-#: engine sizes chunks to about 10 ms of work, so their calls take 40 µs or more and a
+#: engine sizes chunks to 10 ms of work or more, so their calls take 40 µs or more and a
 #: clock read per call costs them under 1%. Bigger chunks (tiny calls) are timed whole.
 TIMED_UP_TO: Final = 256
 

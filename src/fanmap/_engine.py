@@ -463,6 +463,7 @@ def _drive(run: _Run, pool: Pool, stop: threading.Event | None) -> Iterator[Bloc
         run.spec.concurrency,
         pool.chunks_together,
         pool.queue_shared,
+        recorded=run.store is not None,
     )
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter

@@ -27,10 +27,28 @@ def test_chunks_shrink_toward_the_end_of_known_input() -> None:
     sizer = _Sizer(resolve({"workers": 2}), 2, 100_000)
     sizer.measure(1000, 0.01)  # 10 us a call
     sizer.last = 100_000
-    assert sizer.size(0, None) == 1000  # 10 ms of work
-    assert sizer.size(96_000, None) == 1000
+    assert sizer.size(0, None) == 5000  # far from the end: 50 ms of work
+    assert sizer.size(60_000, None) == 2500  # 1/8 of a worker's share of what is left
+    assert sizer.size(96_000, None) == 1000  # 10 ms of work
     assert sizer.size(99_000, None) == 250  # a quarter of what is left per worker...
     assert sizer.size(99_900, None) == 200  # ...but never under 2 ms of work
+
+
+def test_long_maps_of_calls_of_a_few_ms_take_fewer_round_trips() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, 400)
+    sizer.measure(2, 0.01)  # 5 ms a call
+    sizes, position = [], 0
+    while position < 400:
+        sizes.append(sizer.size(position, None))
+        position += sizes[-1]
+    assert sizes[0] == 10  # 50 ms of work, not 10 ms
+    assert sizes == sorted(sizes, reverse=True)  # then shrinking...
+    assert sizes[-1] == 1  # ...to one call at the end
+    assert len(sizes) < 100  # chunks of 10 ms would take 200 round trips
+    assert sizer.depth(0) == 2
+    recorded = _Sizer(resolve({"workers": 2}), 2, 400, recorded=True)
+    recorded.measure(2, 0.01)
+    assert recorded.size(0, None) == 2  # a checkpoint's blocks stay at 10 ms of work
 
 
 def test_slow_calls_go_one_by_one_and_are_queued_only_far_from_the_end() -> None:

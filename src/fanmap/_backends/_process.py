@@ -6,7 +6,7 @@
   engine  ◄──────────────────────────────────────────   call_chunk(...)
   thread         result pipe (results, errors, elapsed)
      ▲
-     └── multiprocessing.connection.wait(result pipes + process sentinels, timeout)
+     └── poll(result pipes + process sentinels, timeout)
 ```
 
 Everything happens in the caller's thread, in `wait`: a reply, a worker's death (its
@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import multiprocessing
 import pickle
+import select
 import time
 from collections.abc import Hashable
-from multiprocessing.connection import wait
 from typing import Any, Final
 
 from .._aio import GRACE
@@ -126,6 +127,10 @@ class ProcessPool:
         self._async = False
         self._held: collections.deque[tuple[Chunk, bytes]] = collections.deque()
         self._backlog: list[Event] = []
+        #: The poll object of the last wait, and the descriptors it watches: kept while
+        #: the same workers are busy, which spares building one per wait.
+        self._poller = select.poll()
+        self._polled: tuple[int, ...] = ()
         self._outbound = Outbound()
         self._closed = False
 
@@ -319,10 +324,9 @@ class ProcessPool:
         timeout = wait_timeout(timeout, min(calling, default=None), limit)
         starting = [w.init_since for w in busy if w.initializing is not None]
         timeout = wait_timeout(timeout, min(starting, default=None), self._init_timeout)
-        handles: list[Any] = [w.replies for w in busy] + [w.sentinel for w in busy]
-        ready = set(wait(handles, timeout))
+        ready = self._ready(busy, timeout)
         for w in busy:
-            if w.replies in ready:
+            if w.replies.fileno() in ready:
                 # What it has sent (log records come before their chunk's reply), up to a
                 # bound: a thread that prints without pause must not keep the caller here.
                 for _ in range(_READ_AT_ONCE):
@@ -342,6 +346,22 @@ class ProcessPool:
                 self._lost(w, events, self._timeout)
         self._dispatch_held()
         return events
+
+    def _ready(self, busy: list[Worker], timeout: float | None) -> set[int]:
+        """The descriptors among the busy workers' reply pipes and sentinels that are ready.
+
+        Like ``multiprocessing.connection.wait``, but the poll object is kept while the
+        same descriptors are watched, instead of one built for every wait (a map of many
+        short chunks waits once for each).
+        """
+        fds = tuple(fd for w in busy for fd in (w.replies.fileno(), w.sentinel))
+        if fds != self._polled:
+            self._poller = select.poll()
+            for fd in fds:
+                self._poller.register(fd, select.POLLIN)
+            self._polled = fds
+        ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
+        return {fd for fd, _ in self._poller.poll(ms)}  # a hang-up or an error is ready too
 
     def _init_timed_out(self, worker: Worker, events: list[Event], limit: float) -> None:
         """Stop a worker whose @per_worker factories ran too long; fail the map."""
