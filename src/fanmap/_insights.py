@@ -554,7 +554,7 @@ def recorder(label: str, backend: str, workers: int, describe: Any, together: bo
 
 def describer(mode: int) -> Any:
     """Makes ``(1, 'a')`` of an item, for the slowest calls and `running`."""
-    from ._engine import describe_call
+    from ._run import describe_call
 
     def describe(item: Any) -> str:
         try:
