@@ -15,7 +15,7 @@ on I/O) that chunks of one would come back faster than `_RATE` a second: then a 
 holds the few calls that keep below it, shrinking near the end like the others.
 A worker gets a second chunk queued behind its running one while chunks are short, or
 while the end is far away; a pool whose queued chunks go to whichever worker is free
-first (threads) always keeps one queued per worker.
+first (threads) always keeps one queued per worker, from the first chunk on.
 """
 
 from __future__ import annotations
@@ -139,10 +139,13 @@ class Sizer:
         """Chunks per worker: one running, and one queued behind it while that helps."""
         if self.held is not None:
             return self.held
+        if self.shared:
+            # A queued chunk waits behind nobody: never let a worker wait for the caller, not
+            # even after its first chunk (256 threads on 10 ms calls: 68% of the ideal when
+            # the second round waited for the caller, 76% with it queued; medians of 15).
+            return 2
         if self.per_item is None:
             return 1
-        if self.shared:
-            return 2  # a queued chunk waits behind nobody: never let a worker wait for the caller
         if self.per_item * self.last < self.target * (_PREFETCH_BELOW / TARGET):
             return 2  # short chunks: never let a worker wait for the caller
         if self.total is not None and self.total - position > _ENDGAME * self.workers * self.last:

@@ -78,6 +78,7 @@ def test_a_shared_queue_always_holds_one_chunk_per_worker() -> None:
     sizer.measure(1, 0.05)
     sizer.size(0, None)
     assert sizer.depth(95) == 2  # a chunk queued in a shared queue waits behind nobody
+    assert _Sizer(resolve({}), 2, 100, shared=True).depth(0) == 2  # even before a measure
     assert _Sizer(resolve({}), 2, 100, shared=False).depth(0) == 1  # nothing measured yet
 
 
