@@ -194,6 +194,7 @@ def _drive(run: Run, pool: Pool, stop: threading.Event | None) -> Iterator[Block
         pool.chunks_together,
         pool.queue_shared,
         recorded=run.store is not None,
+        lazy=run.lazy,
     )
     orderer = _Orderer(run.options.ordered)
     reporter = run.reporter

@@ -3,8 +3,8 @@
 The first chunk of each worker holds one item, to measure a call; then chunks hold
 about `TARGET` seconds of work (a pool may ask for more, as Dask's does), growing at
 most `_GROWTH` times per step and never past `_MAX_ITEMS`. Far from the end of input of
-known length (and with no checkpoint, which records a chunk as one block) they hold up
-to `_LONG` seconds of work, but no more than 1 / `_SPREAD` of a worker's share of what
+known length (in a `map`, with no checkpoint, which records a chunk as one block) they
+hold up to `_LONG` seconds of work, but no more than 1 / `_SPREAD` of a worker's share of what
 is left: every chunk costs a round trip through the caller, and when every core is busy
 with workers, the caller's time is taken from one of them (with chunks of 10 ms, the
 workers of a map of 5 ms calls sat idle 4-5% of the time on two cores; 2-3% with these).
@@ -54,6 +54,7 @@ class Sizer:
         together: bool = True,
         shared: bool = False,
         recorded: bool = False,
+        lazy: bool = False,
     ) -> None:
         self.fixed = 1 if options.timeout is not None else options.chunksize
         #: Chunks per worker at once, for an async function (None: a plain one).
@@ -81,8 +82,9 @@ class Sizer:
         self.slow = target * (_SLOW / TARGET)
         self.floor = target * (_FLOOR / TARGET)
         # A checkpoint records a chunk as one block, computed again whole when one of its
-        # inputs changed: its chunks stay short.
-        self.long = self.target if recorded else target * (_LONG / TARGET)
+        # inputs changed, and a lazy run (imap) hands results on as they come: their
+        # chunks stay short. A pool that asks for longer chunks (Dask) keeps its own.
+        self.long = self.target if recorded or lazy else max(self.target, _LONG)
         self.workers = workers
         #: Whether queued chunks go to whichever worker is free first (threads).
         self.shared = shared

@@ -155,3 +155,10 @@ def test_a_script_s_one_item_map_starts_one_worker(tmp_path: Path, method: str) 
     # multiprocessing's own helper (spawn's resource tracker) is not a child it lists.
     assert int(first.split()[1]) == 1
     assert int(second.split()[1]) == 4
+
+
+def test_a_timeout_longer_than_a_poll_can_wait_is_taken() -> None:
+    # poll() waits at most 2**31 - 1 ms (about 24.8 days): a longer timeout (or an endless
+    # one) must not make the wait fail.
+    for timeout in (1e7, float("inf")):
+        assert parallel(funcs.square, workers=2, timeout=timeout).map(range(4)) == [0, 1, 4, 9]

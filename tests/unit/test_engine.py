@@ -49,6 +49,13 @@ def test_long_maps_of_calls_of_a_few_ms_take_fewer_round_trips() -> None:
     recorded = _Sizer(resolve({"workers": 2}), 2, 400, recorded=True)
     recorded.measure(2, 0.01)
     assert recorded.size(0, None) == 2  # a checkpoint's blocks stay at 10 ms of work
+    lazy = _Sizer(resolve({"workers": 2}), 2, 400, lazy=True)
+    lazy.measure(2, 0.01)
+    assert lazy.size(0, None) == 2  # imap hands results on as they come: 10 ms
+    dask = _Sizer(resolve({"workers": 2}), 2, 10_000, target=0.2)
+    dask.measure(2, 0.02)
+    dask.last = 100
+    assert dask.size(0, None) == 20  # a pool's own longer target stays as it is
 
 
 def test_slow_calls_go_one_by_one_and_are_queued_only_far_from_the_end() -> None:

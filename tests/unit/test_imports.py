@@ -26,7 +26,8 @@ def test_a_worker_process_imports_only_what_plain_maps_need() -> None:
     code = (
         "import sys, fanmap._worker; "
         "print(sorted(m for m in ('asyncio', 'sqlite3', 'fanmap._engine', 'fanmap._api', "
-        "'fanmap._parallel', 'fanmap._checkpoint', 'fanmap._insights') if m in sys.modules))"
+        "'fanmap._parallel', 'fanmap._checkpoint', 'fanmap._insights', 'fanmap._run') "
+        "if m in sys.modules))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -42,7 +43,8 @@ def test_a_spawned_worker_of_a_script_loads_no_more_than_it_needs(tmp_path: Path
         "import sys\n"
         "from fanmap import parallel\n"
         "UNWANTED = ('asyncio', 'sqlite3', 'cloudpickle', 'dataclasses', 'uuid',\n"
-        "            'concurrent.futures', 'fanmap._engine', 'fanmap._api', 'fanmap._errors')\n"
+        "            'concurrent.futures', 'fanmap._engine', 'fanmap._run', 'fanmap._api',\n"
+        "            'fanmap._errors')\n"
         "def loaded(_):\n"
         "    return sorted(m for m in UNWANTED if m in sys.modules)\n"
         "print(parallel(loaded, workers=1, start_method='spawn').map([0]))\n"

@@ -56,6 +56,8 @@ __all__ = ["BACKEND", "ProcessBackend", "ProcessPool"]
 
 #: Messages read from one worker at one wait, at most (the rest at the next).
 _READ_AT_ONCE: Final = 1000
+#: The longest wait ``poll`` takes, in ms (a longer one ends early and is waited again).
+_POLL_MAX_MS: Final = 2**31 - 1
 #: Seconds idle workers get to stop by themselves (and tear down) when a pool closes.
 _STOP_GRACE: Final = 5.0
 
@@ -356,11 +358,11 @@ class ProcessPool:
         """
         fds = tuple(fd for w in busy for fd in (w.replies.fileno(), w.sentinel))
         if fds != self._polled:
-            self._poller = select.poll()
+            poller = select.poll()  # both replaced together: an interrupt leaves the old pair
             for fd in fds:
-                self._poller.register(fd, select.POLLIN)
-            self._polled = fds
-        ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
+                poller.register(fd, select.POLLIN)
+            self._poller, self._polled = poller, fds
+        ms = None if timeout is None else max(0, math.ceil(min(timeout * 1000, _POLL_MAX_MS)))
         return {fd for fd, _ in self._poller.poll(ms)}  # a hang-up or an error is ready too
 
     def _init_timed_out(self, worker: Worker, events: list[Event], limit: float) -> None:
