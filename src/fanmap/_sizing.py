@@ -4,10 +4,11 @@ The first chunk of each worker holds one item, to measure a call; then chunks ho
 about `TARGET` seconds of work (a pool may ask for more, as Dask's does), growing at
 most `_GROWTH` times per step and never past `_MAX_ITEMS`. Far from the end of input of
 known length (in a `map`, with no checkpoint, which records a chunk as one block) they
-hold up to `_LONG` seconds of work, but no more than 1 / `_SPREAD` of a worker's share of what
-is left: every chunk costs a round trip through the caller, and when every core is busy
-with workers, the caller's time is taken from one of them (with chunks of 10 ms, the
-workers of a map of 5 ms calls sat idle 4-5% of the time on two cores; 2-3% with these).
+hold up to `_LONG` seconds of work, but no more than 1 / `_SPREAD` of a worker's share
+of what is left: every chunk costs a round trip through the caller, and when every core
+is busy with workers, the caller's time is taken from one of them (with chunks of 10 ms,
+the workers of a map of 5 ms calls sat idle 4-5% of the time on two cores; 2-3% with
+these).
 Near the end of input of known length they shrink to a share of what is left (down to
 `_FLOOR` seconds of work) so that the workers finish together; and calls slower than
 `_SLOW` go one per chunk, unless so many workers run them (hundreds of threads sleeping
@@ -130,7 +131,7 @@ class Sizer:
                 # _FLOOR seconds of work: tinier chunks cost more in round trips than
                 # they save in balance.
                 share = math.ceil((self.total - position) / (_SHARE * self.workers))
-                floor = round(self.floor / max(self.per_item, 1e-9))
+                floor = round(self.floor / per_item)
                 size = max(1, min(size, max(share, floor)))
         if limit is not None:
             size = min(size, limit)
