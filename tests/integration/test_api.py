@@ -281,6 +281,45 @@ def test_thread_timeout_abandons_the_slow_call() -> None:
     assert [out[0], out[2], out[3]] == [0, 2, 3]
 
 
+def _gatherings(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The caller's pauses to let many threads' results gather (one entry each)."""
+    import threading
+    import time
+
+    from fanmap._backends import _thread
+
+    pauses: list[float] = []
+    sleep, caller = time.sleep, threading.current_thread()
+
+    def counted(seconds: float) -> None:
+        if seconds == _thread._GATHER and threading.current_thread() is caller:
+            pauses.append(seconds)
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", counted)
+    return pauses
+
+
+def test_threads_on_fast_one_item_chunks_never_wait_for_the_caller_to_gather(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A timeout puts every call in a chunk of its own; 4 threads finish their queued
+    # chunks in microseconds, so a pause to gather results would leave them idle.
+    pauses = _gatherings(monkeypatch)
+    pf = parallel(funcs.square, workers=4, backend="thread", timeout=30)
+    assert pf.map(range(3000)) == [x * x for x in range(3000)]
+    assert pauses == []
+
+
+def test_hundreds_of_threads_on_slow_calls_let_results_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 64 threads end 20 ms calls together, round after round, with a chunk queued each:
+    # the caller gathers what ends rather than wake for every chunk.
+    pauses = _gatherings(monkeypatch)
+    pf = parallel(funcs.sleep_for, workers=64, backend="thread")
+    assert pf.map([0.02] * 640) == [0.02] * 640
+    assert pauses
+
+
 def test_an_abandoned_imap_gives_its_pool_back() -> None:
     import gc
 

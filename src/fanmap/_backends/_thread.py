@@ -46,6 +46,10 @@ _INIT_POLL = 0.05
 _GATHER = 0.001
 #: Results at one wake from which the caller lets the next ones gather.
 _BURST = 4
+#: ... if the queued chunks keep every thread busy this many times `_GATHER` meanwhile.
+_AHEAD = 2
+#: Weight kept by the earlier chunks' times at each new one.
+_FADE = 0.7
 
 Job = tuple[Calls, "PerWorker | None", Chunk]
 
@@ -266,6 +270,8 @@ class ThreadPool:
         self._free: collections.deque[_Thread] = collections.deque(self._threads)
         #: Whether the last wait gathered many results at once (then the next may wait a little).
         self._bursts = False
+        #: Seconds a chunk takes to run, lately (whether queued chunks outlast a gathering).
+        self._chunk_seconds = 0.0
         self._out = 0  # chunks given to current threads or spare, and not back yet
         self._generation = 0
         self._calls: Calls | None = None
@@ -361,12 +367,13 @@ class ThreadPool:
         events: list[Event] = []
         if (
             self._bursts
-            and len(self._spare.jobs) * 2 >= self.workers
+            and len(self._spare.jobs) * self._chunk_seconds >= _AHEAD * _GATHER * self.workers
             and (timeout is None or timeout >= _GATHER)
         ):
-            # Chunks end many at a time and the threads have work queued for a while:
-            # rather than wake for every chunk that ends (hundreds of threads end thousands
-            # a second), gather them.
+            # Chunks end many at a time and the queued ones keep every thread busy for a
+            # while: rather than wake for every chunk that ends (hundreds of threads end
+            # thousands a second), gather them. Not when the queued chunks last less than
+            # that (4 threads on 20 µs calls would sit idle most of each gathering).
             time.sleep(_GATHER)
             timeout = 0.0
         try:
@@ -431,6 +438,7 @@ class ThreadPool:
         self._out -= 1
         if not thread.chunks:
             self._free.append(thread)
+        self._chunk_seconds = _FADE * self._chunk_seconds + (1 - _FADE) * done.elapsed
         events.append(done)
 
     def _replace(self, thread: _Thread) -> None:
