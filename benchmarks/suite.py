@@ -248,14 +248,16 @@ class Suite:
     def io(self) -> None:
         from benchmarks import io_scale
 
-        rows, shares = io_scale.measure(1 if self.quick else 3)
+        # Five rounds, not three: each run of the thread rows lasts a tenth of a second, and
+        # one that a neighbour on the host delays moves a median of three by several %.
+        rows, shares = io_scale.measure(1 if self.quick else 5)
         for case, share in shares.items():
             self.summary[f"io-{case}"] = share
         note = (
             f"{io_scale.CALLS:,} calls of `time.sleep({io_scale.NAP})` beside the standard library's "
             "executor with the same number of workers (fork, warm pools); the ideal is calls x 10 ms / "
-            "workers. Bare threads are the same number of threads pulling from one iterator with no "
-            "pool code: what threads reach on this machine."
+            "workers; medians of 5 interleaved runs. Bare threads are the same number of threads "
+            "pulling from one iterator with no pool code: what threads reach on this machine."
         )
         self.report("io", io_scale.HEADERS, rows, shares, note)
 
