@@ -48,9 +48,6 @@ _GATHER = 0.001
 _BURST = 4
 #: ... if the queued chunks keep every thread busy this many times `_GATHER` meanwhile.
 _AHEAD = 2
-#: Threads woken since the caller last let others run, from which it lets them run
-#: before it queues more chunks behind them.
-_YIELD_AFTER = 16
 #: Weight kept by the earlier chunks' times at each new one.
 _FADE = 0.7
 
@@ -273,8 +270,6 @@ class ThreadPool:
         self._free: collections.deque[_Thread] = collections.deque(self._threads)
         #: Whether the last wait gathered many results at once (then the next may wait a little).
         self._bursts = False
-        #: Threads woken with a chunk since the caller last let them run.
-        self._woken = 0
         #: Seconds a chunk takes to run, lately (whether queued chunks outlast a gathering).
         self._chunk_seconds = 0.0
         self._out = 0  # chunks given to current threads or spare, and not back yet
@@ -335,7 +330,6 @@ class ThreadPool:
             thread.started = time.monotonic()
             thread.chunks.append(job[2])
             thread.tell(job)
-            self._woken += 1
 
     def submit(self, chunk: Chunk) -> int | None:
         assert self._calls is not None
@@ -344,13 +338,6 @@ class ThreadPool:
         if not self._async:  # the first idle thread takes it, or the first to finish
             self._spare.jobs.append(job)
             self._dispatch()
-            if self._woken >= _YIELD_AFTER and self._spare.jobs:
-                # Every thread is busy now, and the many just woken wait for the GIL that
-                # the caller holds: let them start their calls before it queues more (a map
-                # of 2,000 calls of 10 ms on 256 threads, where this happens once, took 2 to
-                # 2.6 ms less: medians of 31 interleaved runs, in two runs).
-                self._woken = 0
-                time.sleep(0)
             return None
         # Chunks of an async function run together in a thread's loop: the least busy thread.
         thread = self._free.popleft() if self._free else min(self._threads, key=lambda t: len(t.chunks))
