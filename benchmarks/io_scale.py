@@ -5,12 +5,13 @@
 2,000 calls of ``time.sleep(0.01)``: threads at 64 and 256 beside ``ThreadPoolExecutor``
 with the same count, processes at 32 and 64 (fork) beside ``ProcessPoolExecutor``
 (``chunksize=1``). Pools are warm; the ideal is 2,000 x 10 ms / workers. Medians of
-interleaved runs.
+interleaved runs; the order rotates every round.
 
 The thread rows also show bare threads: the same number of threads, started beforehand,
 each woken by its own queue and then pulling items from one shared iterator under a
-lock, with no pool code at all. They are the reference for what threads can do here:
-every call's thread needs the GIL once when its sleep ends, and hundreds wake together.
+lock, with no pool code at all; the last to finish wakes the caller. They are the
+reference for what threads can do here: every call's thread needs the GIL once when its
+sleep ends, and hundreds wake together.
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ class BareThreads:
         self._lock = threading.Lock()
         self._items: Any = iter(())
         self._results: list[Any] = []
-        self._done = threading.Barrier(count + 1)
+        # The last thread to finish wakes the caller alone: a barrier would wake every
+        # thread at once, and their race for the GIL would still run into the next
+        # contender's measurement after this one's has ended.
+        self._running = 0
+        self._done = threading.Event()
         for t in self._threads:
             t.start()
 
@@ -69,10 +74,15 @@ class BareThreads:
                 if x is None:
                     break
                 self._results[x] = nap(x)
-            self._done.wait()
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    self._done.set()
 
     def map(self, count: int) -> list[Any]:
         self._items, self._results = iter(range(count)), [None] * count
+        self._running = len(self._inboxes)
+        self._done.clear()
         for inbox in self._inboxes:
             inbox.put(True)
         self._done.wait()
@@ -122,9 +132,12 @@ def measure(repeats: int) -> tuple[list[list[object]], dict[str, dict[str, float
             bare.map(workers)  # warm
             runs[BARE] = lambda bare=bare: bare.map(CALLS)  # type: ignore[misc]
         samples: dict[str, list[float]] = {k: [] for k in runs}
-        for _ in range(repeats):
-            for key, run in runs.items():
-                samples[key].append(timed(run))
+        order = list(runs)
+        for r in range(repeats):
+            # Each contender in turn runs first, and after each of the others: one that
+            # leaves threads busy past its end would slow the next, always the same one.
+            for key in order[r % len(order) :] + order[: r % len(order)]:
+                samples[key].append(timed(runs[key]))
         peer.shutdown()
         fanmap.shutdown()
         if bare is not None:

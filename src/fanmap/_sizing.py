@@ -13,9 +13,7 @@ Near the end of input of known length they shrink to a share of what is left (do
 `_FLOOR` seconds of work) so that the workers finish together; and calls slower than
 `_SLOW` go one per chunk, unless so many workers run them (hundreds of threads sleeping
 on I/O) that chunks of one would come back faster than `_RATE` a second: then a chunk
-holds the few calls that keep below it, shrinking near the end like the others (to a
-worker's share of what is left, not half of it, when queued chunks go to whichever
-worker is free first).
+holds the few calls that keep below it, shrinking near the end like the others.
 A worker gets a second chunk queued behind its running one while chunks are short, or
 while the end is far away; a pool whose queued chunks go to whichever worker is free
 first (threads) always keeps one queued per worker, from the first chunk on.
@@ -120,12 +118,7 @@ class Sizer:
             # caller for more chunks than it can hand out without delaying them.
             size = max(1, math.ceil(self.workers / self.per_item / _RATE))
             if size > 1 and self.total is not None:
-                # Shrinking toward the end: chunks in one queue go to whichever worker is
-                # free first, so each may hold a worker's whole share of what is left
-                # (256 threads on 10 ms calls: 1,130 chunks instead of 1,430, and 2 ms less
-                # a map of 2,000, medians of 21 interleaved runs, in 3 runs).
-                share = 1 if self.shared else _SHARE
-                size = max(1, min(size, math.ceil((self.total - position) / (share * self.workers))))
+                size = max(1, min(size, math.ceil((self.total - position) / (_SHARE * self.workers))))
         else:
             per_item = max(self.per_item, 1e-9)
             size = max(1, round(self.target / per_item))

@@ -80,17 +80,6 @@ def test_slow_calls_on_hundreds_of_workers_share_chunks_to_spare_the_caller() ->
     assert few.size(0, None) == 1  # 400 calls/s: one call a chunk
 
 
-def test_slow_calls_in_one_queue_share_what_is_left_by_worker_not_half() -> None:
-    shared = _Sizer(resolve({}), 256, 2000, shared=True)
-    shared.measure(1, 0.01)
-    assert shared.size(512, None) == 6  # 1,488 left / 256 threads, rounded up (not 1,488 / 512)
-    assert shared.size(1500, None) == 2
-    assert shared.size(1800, None) == 1  # the last round: one by one
-    each = _Sizer(resolve({}), 256, 2000, shared=False)
-    each.measure(1, 0.01)
-    assert each.size(512, None) == 3  # a queue per worker: half a share, for balance
-
-
 def test_a_shared_queue_always_holds_one_chunk_per_worker() -> None:
     sizer = _Sizer(resolve({}), 2, 100, shared=True)
     sizer.measure(1, 0.05)
