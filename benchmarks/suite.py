@@ -220,14 +220,17 @@ class Suite:
         count = 100 if self.quick else 400
         iterations = _calibrate(0.005)
         items = [iterations] * count
-        contenders = peers.contenders(_MAPPERS, WORKERS)
-        serial = [timed(lambda: [workloads.cpu_work(x) for x in items]) for _ in range(self.repeats)]
-        fork = [_bare_fork(items) for _ in range(self.repeats)]
+        # The references run in the same rotation as the contenders: this host's speed
+        # drifts by up to 2x within minutes, and a reference measured before the rest
+        # would carry that drift into every ratio.
+        contenders = [peers.Serial(1), _BareFork(WORKERS), *peers.contenders(_MAPPERS, WORKERS)]
         times = self.warm_rounds(
             contenders,
             lambda c: c.map(workloads.cpu_work, items[:4]),
             lambda c: timed(lambda: c.map(workloads.cpu_work, items)),
         )
+        serial, fork = times.pop(peers.Serial.name), times.pop(_BareFork.name)
+        contenders = contenders[2:]
         s, f = median(serial), median(fork)
         rows = [
             ["serial loop", f"{s:.3f} s", "1.00x", f"{f / s:.2f}"],
@@ -428,20 +431,24 @@ def _calibrate(seconds: float) -> int:
         iterations *= 2
 
 
-def _bare_fork(items: list[int]) -> float:
-    """The same work split across WORKERS forked children by hand: the floor to beat."""
-    began = time.perf_counter()
-    pids = []
-    for w in range(WORKERS):
-        pid = os.fork()
-        if pid == 0:
-            for x in items[w::WORKERS]:
-                workloads.cpu_work(x)
-            os._exit(0)
-        pids.append(pid)
-    for pid in pids:
-        os.waitpid(pid, 0)
-    return time.perf_counter() - began
+class _BareFork(peers.Contender):
+    """The same work split across the workers' forked children by hand: the floor to beat
+    (the results are not sent back: a child only runs its share)."""
+
+    name = "bare os.fork split"
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        pids = []
+        for w in range(self.workers):
+            pid = os.fork()
+            if pid == 0:
+                for x in items[w :: self.workers]:
+                    fn(x)
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        return []
 
 
 def _rss_mb() -> float:
