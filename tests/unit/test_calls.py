@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from fanmap import Args
+import functools
+import keyword
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fanmap import Args, _calls
 from fanmap._args import CallMode, call_args
-from fanmap._calls import Calls, call_chunk, callable_of
+from fanmap._calls import Calls, _bound, call_chunk, callable_of
 
 
 def half(x: int, *, by: int = 2) -> float:
@@ -39,6 +47,39 @@ def test_the_traceback_starts_at_the_users_function() -> None:
     tb = errors[0].__traceback__
     assert tb is not None
     assert tb.tb_frame.f_code.co_name == "half"
+
+
+def test_with_keywords_the_traceback_still_starts_at_the_users_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_calls, "_MAKERS", {})
+    assert not isinstance(_bound(half, {"by": 3}), functools.partial)  # passed by name
+    _, errors, _ = call_chunk(Calls(half, CallMode.ONE, {"by": 3}), [3, -1])
+    assert errors is not None
+    tb = errors[1].__traceback__
+    assert tb is not None
+    assert tb.tb_frame.f_code.co_name == "half"
+
+
+def collect(x: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    return x, kwargs
+
+
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(
+    lambda n: not keyword.iskeyword(n) and n != "x"
+)
+
+
+@given(
+    st.dictionaries(names | st.sampled_from(["class", "a-b", "_fanmap_fn", "é"]), st.integers(), max_size=5)
+)
+def test_keywords_reach_every_call_as_given(kwargs: dict[str, Any]) -> None:
+    # Keywords that are names are passed by name by a compiled function; any others
+    # (a Python keyword, a dash, one of that function's own names) through a partial.
+    results, errors, _ = call_chunk(Calls(collect, CallMode.ONE, kwargs), [1, 2])
+    assert errors is None
+    assert results == [(1, kwargs), (2, kwargs)]
+    assert _bound(collect, kwargs)(3) == (3, kwargs)
 
 
 def test_star_and_args_modes() -> None:
