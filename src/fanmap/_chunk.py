@@ -74,6 +74,9 @@ class Done:
     encoded: Any = None
     #: How many items ran (``len(results)`` once decoded).
     ran: int = -1
+    #: Seconds the worker spent on the chunk beyond its calls (unpickling the items,
+    #: pickling the results): chunks are sized by the whole, insights count calls only.
+    handling: float = 0.0
 
     def __post_init__(self) -> None:
         if self.encoded is None:

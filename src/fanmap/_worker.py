@@ -85,12 +85,16 @@ def _reply(
     elapsed: float,
     start: int | None = None,
     times: list[float] | None = None,
+    arrived: float | None = None,
 ) -> tuple[bytes, ...]:
     """A chunk's reply; an async chunk's names its first item (they finish in any order).
 
     Timed calls send ``(elapsed, times)`` in the place of ``elapsed``. A plain chunk's
     reply is split (`REPLY`): its results are pickled apart from the rest, so that the
-    caller can hand the worker its next chunk before it unpickles them.
+    caller can hand the worker its next chunk before it unpickles them. It also says how
+    long the worker spent on the chunk beyond its calls, since the chunk ``arrived``
+    (reading and unpickling the items, pickling the results): chunks are sized by the
+    whole, or the last chunk of a map of fast calls holds several times the work meant.
     """
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
     took = elapsed if times is None else (elapsed, times)
@@ -114,7 +118,8 @@ def _reply(
         body = dumps(results)
     if start is not None:
         return (dumps((body, captured, took, start)),)  # an async chunk's few results: one message
-    head = pickle.dumps((len(results), captured, took), PROTOCOL)
+    handling = 0.0 if arrived is None else max(0.0, time.perf_counter() - arrived - elapsed)
+    head = pickle.dumps((len(results), captured, took, handling), PROTOCOL)
     return REPLY + len(head).to_bytes(4, "little") + head, body
 
 
@@ -267,6 +272,7 @@ def _serve(
     carried: Any = IDLE  # a message an async run handed back, to handle here
 
     while True:
+        arrived = time.perf_counter()
         if carried is not IDLE:
             message, carried = carried, IDLE
         elif not tasks.poll(1.0):
@@ -280,6 +286,7 @@ def _serve(
             continue
         else:
             try:
+                arrived = time.perf_counter()
                 message = read_message(tasks.recv_bytes(), inbound)
             except EOFError:
                 return
@@ -328,7 +335,7 @@ def _serve(
             send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
         begun = time.perf_counter()
         results, errors, times = call_chunk(spec, items)
-        reply = _reply(results, errors, time.perf_counter() - begun, None, times)
+        reply = _reply(results, errors, time.perf_counter() - begun, None, times, arrived)
         flush_output()
         send(*reply)
         idle_since = time.monotonic()

@@ -133,3 +133,14 @@ def test_sequences_are_sliced_not_copied_and_iterators_are_read_lazily() -> None
     assert lazy.total is None
     assert lazy.take(3, True) == [0, 1, 2]
     assert next(counter) == 3  # nothing read beyond what was taken
+
+
+def test_chunks_of_pickled_items_stay_within_what_a_worker_holds_without_page_faults() -> None:
+    sizer = _Sizer(resolve({"workers": 2}), 2, 1_000_000)
+    sizer.measure(1000, 1e-4, pickled=1000 * 200)  # 100 ns a call; 200 bytes an item and result
+    sizer.last = 100_000
+    assert sizer.size(0, None) == (1 << 19) // (200 + 64)  # 1,985: not 500,000 (50 ms of work)
+    threads = _Sizer(resolve({"workers": 2}), 2, 1_000_000)
+    threads.measure(1000, 1e-4)  # nothing pickled: nothing is allocated again in a worker
+    threads.last = 100_000
+    assert threads.size(0, None) == 65_536  # 10 ms of work, up to 2**16 items

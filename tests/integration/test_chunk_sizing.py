@@ -1,0 +1,57 @@
+"""Chunk sizes on real worker processes: what the sizer learns from the workers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import fanmap
+from fanmap import parallel
+
+
+def _built(i: int) -> SlowToUnpickle:
+    time.sleep(0.002)  # in the worker, while it unpickles the chunk's items
+    return SlowToUnpickle(i)
+
+
+class SlowToUnpickle:
+    """An item that takes 2 ms to rebuild in the worker, and no time to call."""
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return _built, (self.i,)
+
+
+def _index(item: SlowToUnpickle) -> int:
+    return item.i
+
+
+def _length(text: str) -> int:
+    return len(text)
+
+
+def test_a_workers_time_unpickling_items_counts_toward_the_size_of_its_chunks() -> None:
+    # The calls take microseconds; unpickling each item, 2 ms. Sized by the calls alone,
+    # the second chunk would hold 64 items (128 ms in one worker); by the worker's whole
+    # time, a chunk holds at most 50 ms of it: 25 items.
+    fn = parallel(_index, workers=2)
+    with fanmap.insights() as seen:
+        assert fn.map([SlowToUnpickle(i) for i in range(200)]) == list(range(200))
+    chunks = seen.to_dict()["maps"][0]["chunks"]
+    assert chunks["max"] <= 25, chunks
+    fanmap.shutdown()
+
+
+def test_chunks_of_large_items_stay_within_a_workers_spare_memory() -> None:
+    # 2,000-character strings and fast calls: 10 ms of calls would be thousands of items
+    # (megabytes that each worker page-faults in again for every chunk). A chunk's items
+    # and results stay near 512 KiB: about 250 strings.
+    fn = parallel(_length, workers=2)
+    texts = [str(i).rjust(2000, "x") for i in range(20_000)]
+    with fanmap.insights() as seen:
+        assert fn.map(texts) == [2000] * 20_000
+    chunks = seen.to_dict()["maps"][0]["chunks"]
+    assert 64 <= chunks["max"] <= (512 * 1024) // 2000, chunks
+    fanmap.shutdown()
