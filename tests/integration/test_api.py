@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -318,6 +319,38 @@ def test_hundreds_of_threads_on_slow_calls_let_results_gather(monkeypatch: pytes
     pf = parallel(funcs.sleep_for, workers=64, backend="thread")
     assert pf.map([0.02] * 640) == [0.02] * 640
     assert pauses
+
+
+_started: list[int] = []
+
+
+def _note_start(x: int) -> int:
+    _started.append(x)  # list.append is atomic under the GIL
+    time.sleep(0.01)
+    return x
+
+
+def test_hundreds_of_threads_start_their_first_calls_while_the_caller_hands_out_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The caller wakes 256 threads with a chunk each, then queues 256 more: holding the
+    # GIL all along, it would let no call start before it waits. It lets the GIL go
+    # every few threads it wakes, so calls start while it goes on.
+    from fanmap._backends._thread import ThreadPool
+
+    started_by_submit: list[int] = []
+    submit = ThreadPool.submit
+
+    def counted(self: ThreadPool, chunk: Any) -> int | None:
+        started_by_submit.append(len(_started))
+        return submit(self, chunk)
+
+    monkeypatch.setattr(ThreadPool, "submit", counted)
+    _started.clear()
+    pf = parallel(_note_start, workers=256, backend="thread")
+    assert pf.map(range(600)) == list(range(600))
+    assert started_by_submit[255] > 0, started_by_submit[:256]
+    fanmap.shutdown()
 
 
 def test_an_abandoned_imap_gives_its_pool_back() -> None:
