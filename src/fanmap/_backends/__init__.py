@@ -114,6 +114,11 @@ class Backend(Protocol):
         ...
 
 
+#: Seconds a pool's ``wait`` blocks at most for a call's deadline (a thread's lock and a
+#: poll take no more than about 24 days; a timeout may be longer, or infinite).
+_LONGEST_WAIT: Final = 3600.0
+
+
 def wait_timeout(timeout: float | None, oldest: float | None, limit: float | None) -> float | None:
     """How long a pool's ``wait`` may block: until ``timeout``, or the first call's deadline.
 
@@ -124,7 +129,9 @@ def wait_timeout(timeout: float | None, oldest: float | None, limit: float | Non
     """
     if limit is None or oldest is None:
         return timeout
-    first = max(0.0, oldest + limit - time.monotonic())
+    # A deadline further than a wait can take (a timeout of days, or of math.inf) is
+    # looked at again after `_LONGEST_WAIT`: nothing has ended by then.
+    first = min(max(0.0, oldest + limit - time.monotonic()), _LONGEST_WAIT)
     return first if timeout is None else max(0.0, min(timeout, first))
 
 
