@@ -56,11 +56,15 @@ class Suite:
     # -- helpers ---------------------------------------------------------------------
 
     def rounds(
-        self, contenders: list[peers.Contender], run: Callable[[peers.Contender], float]
+        self,
+        contenders: list[peers.Contender],
+        run: Callable[[peers.Contender], float],
+        repeats: int | None = None,
     ) -> dict[str, list[float]]:
-        """Run ``run`` for every contender, ``repeats`` rounds, rotating the order."""
+        """Run ``run`` for every contender, ``repeats`` rounds (the suite's by default),
+        rotating the order."""
         out: dict[str, list[float]] = {c.name: [] for c in contenders}
-        for r in range(self.repeats):
+        for r in range(repeats or self.repeats):
             shift = r % len(contenders)
             for c in contenders[shift:] + contenders[:shift]:
                 gc.collect()
@@ -72,6 +76,7 @@ class Suite:
         contenders: list[peers.Contender],
         warmup: Callable[[peers.Contender], Any],
         run: Callable[[peers.Contender], float],
+        repeats: int | None = None,
     ) -> dict[str, list[float]]:
         """Like `rounds`, with only the measured contender's pool open, warmed first."""
 
@@ -83,7 +88,7 @@ class Suite:
             finally:
                 c.close()
 
-        return self.rounds(contenders, isolated)
+        return self.rounds(contenders, isolated, repeats)
 
     def report(
         self, name: str, headers: list[str], rows: list[list[Any]], samples: Any, note: str = ""
@@ -167,17 +172,24 @@ class Suite:
             [peers.FanmapPerWorker, peers.FanmapInsights, peers.FanmapCheckpoint], WORKERS
         )
         expected = sorted(x * 2 for x in items)
+        # Five rounds, not three: a map lasts some 20 ms, and the same pool's took from 25
+        # to 47 ms within one run of three; the median of three followed the host.
+        repeats = None if self.quick else 5
 
-        cold = self.rounds(contenders, lambda c: _timed_open_map(c, workloads.double, items, expected))
+        cold = self.rounds(
+            contenders, lambda c: _timed_open_map(c, workloads.double, items, expected), repeats
+        )
         warm = self.warm_rounds(
             contenders + variants,
             lambda c: c.map(workloads.double, items[:1000]),
             lambda c: _timed_map(c, workloads.double, items, expected),
+            repeats,
         )
         ranged = self.warm_rounds(
             contenders,
             lambda c: c.map(workloads.double, range(1000)),
             lambda c: _timed_map(c, workloads.double, range(n), expected),
+            repeats,
         )
 
         def rate(times: dict[str, list[float]]) -> dict[str, float]:
@@ -213,7 +225,7 @@ class Suite:
             {"warm": warm, "range": ranged, "cold": cold, "items": n},
             f"{n:,} calls of `x * 2`, on a list and on a range. The last rows are fanmap with a "
             "`@per_worker` value, inside `insights()`, and with `checkpoint=` (a new file each map), "
-            "warm, on a list.",
+            f"warm, on a list. Medians of {repeats or self.repeats} interleaved runs.",
         )
 
     def cpu(self) -> None:
