@@ -152,7 +152,9 @@ def validate(options: Mapping[str, Any]) -> dict[str, Any]:
                     raise TypeError(f"timeout must be a number of seconds or None, not {value!r}")
                 if not value > 0:
                     raise ValueError(f"timeout must be > 0 seconds, got {value}")
-                value = float(value)
+                # No limit at all: calls are batched as without a timeout (with one, each
+                # call goes alone, so that it has its own clock).
+                value = None if value == math.inf else float(value)
         elif name == "on_error":
             if value not in ON_ERROR:
                 raise ValueError(_choices(name, value, ON_ERROR))

@@ -99,7 +99,7 @@ def parallel(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
         **options: ``workers`` (pool size, default: usable CPUs); ``backend``
             (``"process"``, ``"thread"``, ``"serial"``, ``"dask"`` or a
             `DaskBackend`); ``ordered``; ``chunksize`` (``None`` = adaptive);
-            ``timeout`` (seconds per call); ``on_error`` (``"raise"``, ``"return"``,
+            ``timeout`` (seconds per call; ``math.inf`` is no limit); ``on_error`` (``"raise"``, ``"return"``,
             ``"skip"``); ``retries`` and ``retry_on``; ``progress`` (``True`` for a
             tqdm bar, or a callable ``(done, total)``); ``start_method``
             (``"fork"``, ``"spawn"``, ``"forkserver"``); ``max_tasks_per_worker``;

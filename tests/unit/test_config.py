@@ -91,3 +91,18 @@ def test_cpu_count_respects_affinity() -> None:
     import os
 
     assert _config.cpu_count() <= len(os.sched_getaffinity(0))
+
+
+def test_an_infinite_timeout_is_no_timeout_and_keeps_calls_batched() -> None:
+    import math
+
+    assert _config.validate({"timeout": math.inf}) == {"timeout": None}
+    assert _config.validate({"timeout": 1e12}) == {"timeout": 1e12}
+    with fanmap.config(timeout=math.inf):
+        assert _config.resolve().timeout is None
+    # A timeout sends calls one at a time; math.inf sets no limit, so they stay batched.
+    pf = parallel(funcs.square, backend="thread", workers=2, timeout=math.inf)
+    with fanmap.insights() as seen:
+        assert pf.map(range(5000)) == [x * x for x in range(5000)]
+    assert seen.to_dict()["maps"][0]["chunks"]["max"] > 1
+    fanmap.shutdown()
