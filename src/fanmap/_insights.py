@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from ._chunk import Chunk, Done, Lost
 from ._serialize import short_repr
@@ -471,6 +471,11 @@ def _slice_events(
     return out
 
 
+#: Workers shown one per line at most; beyond, a summary line and the least busy few.
+_LISTED: Final = 8
+_LEAST: Final = 3
+
+
 def _format(m: dict[str, Any]) -> str:
     calls = m["calls"]
     lines = [
@@ -482,7 +487,18 @@ def _format(m: dict[str, Any]) -> str:
         f"(median {m['chunks']['median']:g})",
         f"  caller    {_size(m['caller']['bytes'])} pickled and sent in {_t(m['caller']['seconds'])}",
     ]
-    for worker, w in m["per_worker"].items():
+    workers = list(m["per_worker"].items())
+    if len(workers) > _LISTED:  # hundreds of threads: a summary, then the least busy
+        shares = sorted(w["utilisation"] for _, w in workers)
+        counts = sorted(w["calls"] for _, w in workers)
+        middle = len(workers) // 2
+        lines.append(
+            f"  workers   {len(workers)}: busy {shares[middle]:.0%} median ({shares[0]:.0%} to "
+            f"{shares[-1]:.0%}), {counts[middle]:,} calls each median ({counts[0]:,} to {counts[-1]:,}); "
+            f"the least busy:"
+        )
+        workers = sorted(workers, key=lambda kv: kv[1]["utilisation"])[:_LEAST]
+    for worker, w in workers:
         setup = f", setup {_t(w['setup'])}" if w["setup"] else ""
         peak = m["concurrency"].get(worker, 1)
         at_once = f", up to {peak} calls at once" if peak > 1 else ""

@@ -271,3 +271,20 @@ def test_running_tells_a_queued_chunk_from_a_running_one(tmp_path: Path) -> None
     assert states
     assert states[0][0] == "20:running"
     assert all(s.endswith(":queued") for s in states[0][1:])
+
+
+def test_hundreds_of_workers_are_summed_up_in_one_line_and_the_least_busy() -> None:
+    pf = parallel(funcs.sleep_for, workers=64, backend="thread")
+    with fanmap.insights() as report:
+        pf.map([0.001] * 256)
+    text = str(report)
+    assert "  workers   64: busy " in text
+    assert "; the least busy:" in text
+    assert sum(line.startswith("  thread ") for line in text.splitlines()) == 3
+    assert len(report.to_dict()["maps"][0]["per_worker"]) == 64  # every one, as data
+    few = parallel(funcs.sleep_for, workers=2, backend="thread")
+    with fanmap.insights() as report:
+        few.map([0.001] * 8)
+    assert "  workers " not in str(report)
+    assert sum(line.startswith("  thread ") for line in str(report).splitlines()) == 2
+    fanmap.shutdown()
