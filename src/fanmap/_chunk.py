@@ -74,9 +74,13 @@ class Done:
     encoded: Any = None
     #: How many items ran (``len(results)`` once decoded).
     ran: int = -1
-    #: Seconds the worker spent on the chunk beyond its calls (unpickling the items,
-    #: pickling the results): chunks are sized by the whole, insights count calls only.
+    #: Seconds the worker spent on the chunk beyond its calls and factories (reading and
+    #: unpickling the items, pickling the results): chunks are sized by the whole,
+    #: insights count the calls only.
     handling: float = 0.0
+    #: Bytes of the chunk's items and results as pickled (shared-memory arrays aside),
+    #: where a worker process pickled them; else None.
+    pickled: int | None = None
 
     def __post_init__(self) -> None:
         if self.encoded is None:

@@ -327,7 +327,6 @@ def _drive(run: Run, pool: Pool, stop: threading.Event | None) -> Iterator[Block
                     raise Stopped
                 wait = _STOP_POLL if wait is None else min(wait, _STOP_POLL)
             for event in pool.wait(wait):
-                sent_bytes = run.chunk_bytes.get(event.chunk.start)  # pickled items, if they were
                 # Results still pickled, none failed: unpickled after the pool is filled.
                 later = defer and isinstance(event, Done) and event.encoded is not None and not event.errors
                 if not later:
@@ -342,10 +341,7 @@ def _drive(run: Run, pool: Pool, stop: threading.Event | None) -> Iterator[Block
                     else:
                         record.lost(event, time.perf_counter())
                 if isinstance(event, Done):
-                    pickled = None
-                    if sent_bytes is not None and event.encoded is not None:
-                        pickled = sent_bytes + len(event.encoded)
-                    sizer.measure(event.ran, event.elapsed + event.handling, pickled)
+                    sizer.measure(event.ran, event.elapsed + event.handling, event.pickled)
                     if later:
                         arrived.append(event)
                     else:

@@ -85,17 +85,19 @@ def _reply(
     elapsed: float,
     start: int | None = None,
     times: list[float] | None = None,
-    arrived: float | None = None,
+    read: tuple[float, int] | None = None,
 ) -> tuple[bytes, ...]:
     """A chunk's reply; an async chunk's names its first item (they finish in any order).
 
     Timed calls send ``(elapsed, times)`` in the place of ``elapsed``. A plain chunk's
     reply is split (`REPLY`): its results are pickled apart from the rest, so that the
-    caller can hand the worker its next chunk before it unpickles them. It also says how
-    long the worker spent on the chunk beyond its calls, since the chunk ``arrived``
-    (reading and unpickling the items, pickling the results): chunks are sized by the
-    whole, or the last chunk of a map of fast calls holds several times the work meant.
+    caller can hand the worker its next chunk before it unpickles them. Given how the
+    chunk was ``read`` (seconds spent reading and unpickling it, and its pickled size),
+    it also says the worker's seconds beyond the calls (those, and pickling the results)
+    and the bytes of items and results pickled: the engine sizes chunks by the whole, or
+    the last chunk of a map of fast calls would hold several times the work meant.
     """
+    pickling = time.perf_counter()
     captured = None if errors is None else {pos: capture(exc) for pos, exc in errors.items()}
     took = elapsed if times is None else (elapsed, times)
     try:
@@ -118,8 +120,9 @@ def _reply(
         body = dumps(results)
     if start is not None:
         return (dumps((body, captured, took, start)),)  # an async chunk's few results: one message
-    handling = 0.0 if arrived is None else max(0.0, time.perf_counter() - arrived - elapsed)
-    head = pickle.dumps((len(results), captured, took, handling), PROTOCOL)
+    reading, size = read if read is not None else (0.0, 0)
+    handling = reading + time.perf_counter() - pickling
+    head = pickle.dumps((len(results), captured, took, handling, size + len(body)), PROTOCOL)
     return REPLY + len(head).to_bytes(4, "little") + head, body
 
 
@@ -272,7 +275,7 @@ def _serve(
     carried: Any = IDLE  # a message an async run handed back, to handle here
 
     while True:
-        arrived = time.perf_counter()
+        read: tuple[float, int] | None = None  # (seconds, pickled bytes) of a task read
         if carried is not IDLE:
             message, carried = carried, IDLE
         elif not tasks.poll(1.0):
@@ -287,7 +290,10 @@ def _serve(
         else:
             try:
                 arrived = time.perf_counter()
-                message = read_message(tasks.recv_bytes(), inbound)
+                data = tasks.recv_bytes()
+                message = read_message(data, inbound)
+                read = (time.perf_counter() - arrived, len(data))
+                del data
             except EOFError:
                 return
         if message is None:
@@ -335,7 +341,7 @@ def _serve(
             send(pickle.dumps((INIT_DONE,)))  # the call clock starts now, not before
         begun = time.perf_counter()
         results, errors, times = call_chunk(spec, items)
-        reply = _reply(results, errors, time.perf_counter() - begun, None, times, arrived)
+        reply = _reply(results, errors, time.perf_counter() - begun, None, times, read)
         flush_output()
         send(*reply)
         idle_since = time.monotonic()

@@ -55,3 +55,45 @@ def test_chunks_of_large_items_stay_within_a_workers_spare_memory() -> None:
     chunks = seen.to_dict()["maps"][0]["chunks"]
     assert 64 <= chunks["max"] <= (512 * 1024) // 2000, chunks
     fanmap.shutdown()
+
+
+def _first(row: Any) -> float:
+    return float(row[0])
+
+
+def test_arrays_in_shared_memory_do_not_count_as_pickled_bytes() -> None:
+    import numpy as np
+
+    # 1 MiB rows that reach the workers as views of shared memory: the chunk's pickle is a
+    # few hundred bytes a row, and fast calls still go dozens to a chunk, not one by one.
+    rows = fanmap.share(np.zeros((64, 1 << 17)))
+    items = [rows[i % 64] for i in range(2000)]
+    fn = parallel(_first, workers=2)
+    with fanmap.insights() as seen:
+        assert fn.map(items) == [0.0] * 2000
+    chunks = seen.to_dict()["maps"][0]["chunks"]
+    assert chunks["max"] >= 32, chunks  # by their whole size (1 MiB each), one a chunk
+    del rows, items, seen  # the segment goes with the last view of it
+    fanmap.shutdown()
+
+
+def _slow_factory() -> int:
+    time.sleep(0.5)
+    return 3
+
+
+def _times(x: int, *, k: int) -> int:
+    return x * k
+
+
+def test_a_per_worker_factorys_time_does_not_count_toward_chunk_sizes() -> None:
+    from fanmap import per_worker
+
+    # The factories run before the first chunk's calls; were their 0.5 s counted as that
+    # chunk's, fast calls would then go one by one for a long while.
+    fn = parallel(per_worker(k=_slow_factory)(_times), workers=2)
+    with fanmap.insights() as seen:
+        assert fn.map(range(20_000)) == [x * 3 for x in range(20_000)]
+    chunks = seen.to_dict()["maps"][0]["chunks"]
+    assert chunks["median"] > 1, chunks
+    fanmap.shutdown()

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def fanmap_segments() -> list[str]:
-    return [name for name in os.listdir("/dev/shm") if name.startswith("fanmap_")]
+    """This process's segments: another test run, or a script, may have its own meanwhile."""
+    return [name for name in os.listdir("/dev/shm") if name.startswith(f"fanmap_{os.getpid()}_")]
 
 
 def test_map_keywords_are_pickled_once_per_map_not_per_call() -> None:

@@ -159,7 +159,7 @@ def test_a_script_s_one_item_map_starts_one_worker(tmp_path: Path, method: str) 
 
 @pytest.mark.parametrize("backend", ["process", "thread", "serial"])
 def test_a_timeout_longer_than_a_poll_can_wait_is_taken(backend: Any) -> None:
-    # poll() waits at most 2**31 - 1 ms (about 24.8 days), a thread's lock about as long:
+    # poll() waits at most 2**31 - 1 ms (about 24.8 days), a thread's queue about 1e10 s:
     # a longer timeout (or an endless one) must not make the wait fail.
     for timeout in (1e7, 1e12, float("inf")):
         pf = parallel(funcs.square, workers=2, timeout=timeout, backend=backend)

@@ -114,8 +114,8 @@ class Backend(Protocol):
         ...
 
 
-#: Seconds a pool's ``wait`` blocks at most for a call's deadline (a thread's lock and a
-#: poll take no more than about 24 days; a timeout may be longer, or infinite).
+#: Seconds a pool's ``wait`` blocks at most for a call's deadline: a poll takes at most
+#: about 24 days, a thread's wait about 1e10 s or less, and a timeout may be longer.
 _LONGEST_WAIT: Final = 3600.0
 
 
@@ -129,8 +129,7 @@ def wait_timeout(timeout: float | None, oldest: float | None, limit: float | Non
     """
     if limit is None or oldest is None:
         return timeout
-    # A deadline further than a wait can take (a timeout of days, or of math.inf) is
-    # looked at again after `_LONGEST_WAIT`: nothing has ended by then.
+    # A deadline further than a wait can take is looked at again after `_LONGEST_WAIT`.
     first = min(max(0.0, oldest + limit - time.monotonic()), _LONGEST_WAIT)
     return first if timeout is None else max(0.0, min(timeout, first))
 

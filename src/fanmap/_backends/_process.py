@@ -397,11 +397,11 @@ class ProcessPool:
         encoded: Any = None  # a chunk's results, still pickled
         message: Any
         ran = 0
-        handling = 0.0  # the worker's seconds on the chunk beyond its calls
+        handling, pickled = 0.0, None  # the worker's seconds beyond its calls, and bytes
         try:
             if data[:1] == REPLY:  # a chunk's: its results are unpickled later (Done.decode)
                 end = 5 + int.from_bytes(data[1:5], "little")
-                ran, captured, elapsed, handling = pickle.loads(memoryview(data)[5:end])
+                ran, captured, elapsed, handling, pickled = pickle.loads(memoryview(data)[5:end])
                 message, encoded = ([], captured, elapsed), memoryview(data)[end:]
             else:
                 message = pickle.loads(data)
@@ -446,7 +446,7 @@ class ProcessPool:
                 results, encoded = [None] * len(chunk.items), None
         elapsed, times = elapsed if isinstance(elapsed, tuple) else (elapsed, None)
         done = Done(chunk, results, errors, elapsed, worker.label, times, worker.setup_seconds)
-        done.handling = handling
+        done.handling, done.pickled = handling, pickled
         if encoded is not None:
             done.encoded, done.ran = encoded, ran
             if self._async:  # an async chunk's few results: no need to wait

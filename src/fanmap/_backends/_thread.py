@@ -388,7 +388,7 @@ class ThreadPool:
             # that (4 threads on 20 µs calls would sit idle most of each gathering).
             time.sleep(_GATHER)
             timeout = 0.0
-        self._woken = 0  # the caller lets the GIL go while it waits
+        self._woken = 0  # the caller lets the GIL go while it waits (and it looks, at least)
         try:
             item = self._outbox.get(timeout=timeout)
         except queue.Empty:
