@@ -20,9 +20,11 @@ np = pytest.importorskip("numpy")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def fanmap_segments() -> list[str]:
-    """This process's segments: another test run, or a script, may have its own meanwhile."""
-    return [name for name in os.listdir("/dev/shm") if name.startswith(f"fanmap_{os.getpid()}_")]
+def fanmap_segments(pid: int | None = None) -> list[str]:
+    """The segments of this process (or of ``pid``): another test run, or a script, may
+    have its own meanwhile."""
+    prefix = f"fanmap_{os.getpid() if pid is None else pid}_"
+    return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
 
 
 def test_map_keywords_are_pickled_once_per_map_not_per_call() -> None:
@@ -89,22 +91,24 @@ def test_segments_are_freed_after_ctrl_c(tmp_path: Path, start_method: Any) -> N
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not fanmap_segments():
-        time.sleep(0.05)
-    assert fanmap_segments(), "the array never reached shared memory"
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
     try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not fanmap_segments(proc.pid):
+            time.sleep(0.05)
+        assert fanmap_segments(proc.pid), "the array never reached shared memory"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
         pytest.fail("the interrupted program hung")
+    finally:  # a failed assertion must not leave the program running
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert "KeyboardInterrupt" in err
-    assert fanmap_segments() == []
+    assert fanmap_segments(proc.pid) == []
 
 
 def test_writing_to_a_shared_array_in_a_worker_says_to_copy_it() -> None:
