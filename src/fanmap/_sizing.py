@@ -6,11 +6,11 @@ too); then chunks hold about `TARGET` seconds of work (a pool may ask for more, 
 Dask's does), growing at most `_GROWTH` times per step and never past `_MAX_ITEMS`, nor,
 where items are pickled, past `_BUDGET` bytes of items and results. Far from the end
 of input of known length (in a `map`, with no checkpoint, which records a chunk as one
-block) they hold up to `_LONG` seconds of work, but no more than 1 / `_SPREAD` of a worker's share
-of what is left: every chunk costs a round trip through the caller, and when every core
-is busy with workers, the caller's time is taken from one of them (with chunks of 10 ms,
-the workers of a map of 5 ms calls sat idle 4-5% of the time on two cores; 2-3% with
-these).
+block) they hold up to `_LONG` seconds of work, but no more than 1 / `_SPREAD` of a
+worker's share of what is left: every chunk costs a round trip through the caller, and
+when every core is busy with workers, the caller's time is taken from one of them (with
+chunks of 10 ms, the workers of a map of 5 ms calls sat idle 4-5% of the time on two
+cores; 2-3% with these).
 Near the end of input of known length they shrink to a share of what is left (down to
 `_FLOOR` seconds of work) so that the workers finish together; and calls slower than
 `_SLOW` go one per chunk, unless so many workers run them (hundreds of threads sleeping
@@ -47,7 +47,7 @@ _RATE: Final = 4000  # chunks a second the caller hands out at most, for slow ca
 #: chunk that needs more page-faults it back in, every chunk, in its worker and in the
 #: caller (200,000 calls of `x * 2` on a list: 1,800 faults a map in the workers without
 #: this bound, 80 with it, 10% faster; 100,000 strings of 200 characters: 10,700 and 45
-#: faults, 30% faster; 1 MiB and 256 KiB were slower than 512 KiB on both).
+#: faults, 30% faster; 256 KiB came within a few % of it, either way, 1 MiB behind).
 _BUDGET: Final = 1 << 19
 #: Bytes an item and its result take in memory beyond their pickles, at least.
 _OBJECT: Final = 64
