@@ -279,6 +279,12 @@ def _peaks(slices: list[_Slice]) -> dict[str, int]:
     return peaks
 
 
+_SEND_LESS: Final = (
+    "send less in each item: pass an object that every item shares as a map keyword (sent once per "
+    "worker), a path or an index rather than the data itself, and arrays through fanmap.share"
+)
+
+
 def _advice(m: dict[str, Any]) -> str:
     """One line on what stands out most, or that nothing does."""
     wall = m["wall"] or 1e-9
@@ -308,8 +314,7 @@ def _advice(m: dict[str, Any]) -> str:
     if m["caller"]["seconds"] > 0.5 * wall:
         return (
             f"the caller spent {m['caller']['seconds'] / wall:.0%} of the wall time pickling and sending "
-            f"{m['caller']['bytes'] / 1e6:.1f} MB: pass big constant arguments as map keywords (sent once "
-            f"per worker), not inside every item"
+            f"{m['caller']['bytes'] / 1e6:.1f} MB: {_SEND_LESS}"
         )
     idlest = max(per_worker.items(), key=lambda kv: kv[1]["idle"]) if per_worker else None
     per_item = m["caller"]["bytes"] / max(1, m["items"])
@@ -318,8 +323,7 @@ def _advice(m: dict[str, Any]) -> str:
     ):
         return (
             f"each item was {_size(int(per_item))} pickled ({_size(m['caller']['bytes'])} in all, sent "
-            f"by the caller while the workers waited): pass big constant arguments as map keywords "
-            f"(sent once per worker), not inside every item"
+            f"by the caller while the workers waited): {_SEND_LESS}"
         )
     slowest = m["slowest"][0] if m["slowest"] else None
     outlier = slowest is not None and slowest["seconds"] >= 5 * calls["median"]

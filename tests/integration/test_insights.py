@@ -235,7 +235,7 @@ def test_big_items_get_the_keyword_advice() -> None:
         assert pf.map(blobs) == [2_000_000] * 20
     (m,) = report.to_dict()["maps"]
     assert m["caller"]["bytes"] >= 20 * 2_000_000
-    assert "pass big constant arguments as map keywords" in m["advice"]
+    assert "send less in each item: pass an object that every item shares as a map keyword" in m["advice"]
 
 
 def test_calls_running_together_are_not_blamed_one_by_one() -> None:
