@@ -489,8 +489,11 @@ def _format(m: dict[str, Any]) -> str:
         f"  mean {_t(calls['mean'])}",
         f"  chunks    {m['chunks']['count']:,} of {m['chunks']['min']}-{m['chunks']['max']} items "
         f"(median {m['chunks']['median']:g})",
-        f"  caller    {_size(m['caller']['bytes'])} pickled and sent in {_t(m['caller']['seconds'])}",
     ]
+    if m["caller"]["bytes"] or m["caller"]["seconds"]:  # threads and the serial backend pickle nothing
+        lines.append(
+            f"  caller    {_size(m['caller']['bytes'])} pickled and sent in {_t(m['caller']['seconds'])}"
+        )
     workers = list(m["per_worker"].items())
     if len(workers) > _LISTED:  # hundreds of threads: a summary, then the least busy
         shares = sorted(w["utilisation"] for _, w in workers)

@@ -286,5 +286,6 @@ def test_hundreds_of_workers_are_summed_up_in_one_line_and_the_least_busy() -> N
     with fanmap.insights() as report:
         few.map([0.001] * 8)
     assert "  workers " not in str(report)
+    assert "  caller " not in str(report)  # threads pickle nothing
     assert sum(line.startswith("  thread ") for line in str(report).splitlines()) == 2
     fanmap.shutdown()
