@@ -108,12 +108,16 @@ def test_a_lazy_global_loads_once_per_worker(start_method: Any, tmp_path: Path) 
     assert out.splitlines() == ["[0, 3, 6, 9]", "loads per worker: [1, 1]"]
 
 
-def test_a_map_takes_longer_chunks_than_an_imap_far_from_the_end(start_method: Any, tmp_path: Path) -> None:
+def test_chunk_sizes_are_as_the_performance_guide_describes(start_method: Any, tmp_path: Path) -> None:
     lines = _ok(run_script(SCRIPTS / "chunk_sizes.py", start_method, tmp_path)).splitlines()
     map_chunks, imap_chunks = int(lines[0].split()[-1]), int(lines[1].split()[-1])
     assert map_chunks < 100  # 3 ms calls: up to about 50 ms a chunk (10 ms: ~150 chunks)
     assert imap_chunks > 100  # about 10 ms a chunk
     assert lines[2] == "[2, 4] [6]"
+    largest = int(lines[3].split()[-1])
+    assert 64 <= largest <= (512 * 1024) // 2000  # by memory: not 10 ms of calls (thousands)
+    inf_slow, inf_fast = map(int, lines[4].split()[-2:])
+    assert inf_slow < 40 and inf_fast < 100  # batched: a timeout would send 40 and 2,000 alone
 
 
 def test_a_script_without_the_main_guard_runs_its_top_level_once(start_method: Any, tmp_path: Path) -> None:
