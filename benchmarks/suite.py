@@ -172,9 +172,10 @@ class Suite:
             [peers.FanmapPerWorker, peers.FanmapInsights, peers.FanmapCheckpoint], WORKERS
         )
         expected = sorted(x * 2 for x in items)
-        # Five rounds, not three: a map lasts some 20 ms, and the same pool's took from 25
-        # to 47 ms within one run of three; the median of three followed the host.
-        repeats = None if self.quick else 5
+        # Seven rounds, not three: a map lasts some 20 ms, and the same pool's took from 25
+        # to 47 ms within one run of three; the median of three followed the host, and so
+        # did five's (fanmap's lead over the best peer came out between 1.19x and 1.66x).
+        repeats = None if self.quick else 7
 
         cold = self.rounds(
             contenders, lambda c: _timed_open_map(c, workloads.double, items, expected), repeats
@@ -236,10 +237,15 @@ class Suite:
         # drifts by up to 2x within minutes, and a reference measured before the rest
         # would carry that drift into every ratio.
         contenders = [peers.Serial(1), _BareFork(WORKERS), *peers.contenders(_MAPPERS, WORKERS)]
+        # Five rounds, not three: the same map's time moves by 10-20% from one round to the
+        # next here (two processes busy at once each take some 8% more CPU time for the
+        # same work than one alone), and so did the median of three.
+        repeats = None if self.quick else 5
         times = self.warm_rounds(
             contenders,
             lambda c: c.map(workloads.cpu_work, items[:4]),
             lambda c: timed(lambda: c.map(workloads.cpu_work, items)),
+            repeats,
         )
         serial, fork = times.pop(peers.Serial.name), times.pop(_BareFork.name)
         contenders = contenders[2:]
@@ -257,7 +263,8 @@ class Suite:
             ["contender", "time", "speedup vs serial", "vs bare fork split"],
             rows,
             {"serial": serial, "fork": fork, "times": times, "calls": count, "iterations": iterations},
-            f"{count} calls of about 5 ms of pure-Python work.",
+            f"{count} calls of about 5 ms of pure-Python work; medians of {repeats or self.repeats} "
+            "interleaved runs.",
         )
 
     def io(self) -> None:
@@ -600,7 +607,7 @@ def main() -> None:
 
 
 def saved_sections(results: Path) -> list[str]:
-    """The Benchmarks page's sections for the runs saved apart (async_io, insights)."""
+    """The Benchmarks page's sections for the runs saved apart (async_io, insights, accounting)."""
     out: list[str] = []
     path = results / "async_io.json"
     if path.exists():
@@ -641,6 +648,23 @@ def saved_sections(results: Path) -> list[str]:
                 f"| {name} | {r['without']:.4f} s | {r['with']:.4f} s | {r['with'] / r['without']:.3f}x |"
                 for name, r in rows
             ),
+            "",
+        ]
+    path = results / "accounting.json"
+    if path.exists():
+        from benchmarks import accounting
+
+        a = json.loads(path.read_text())
+        out += [
+            "## where the time goes",
+            "",
+            f"`python -m benchmarks.accounting --save` (medians of {a['repeats']} interleaved rounds, "
+            f"{a['machine']['cpus']} CPUs, Python {a['machine']['python']}; "
+            "`benchmarks/results/accounting.json`): the CPU time of the caller and of the workers "
+            "in one map, and the core time left idle (2 x wall - both), for the two rows above "
+            "whose targets are tightest.",
+            "",
+            *accounting.tables(a),
             "",
         ]
     return out

@@ -1,0 +1,270 @@
+"""Where the time of a map goes: the caller's CPU, the workers' CPU, and the cores unused.
+
+    python -m benchmarks.accounting [--repeats N] [--save]
+
+The suite's two tightest scenarios, on 2 workers (fork), fanmap beside the fastest peers:
+
+1. 200,000 calls of ``x * 2`` on a list: the first large map of a pool just started
+   (as the suite's "warm list" row measures it) and the maps after it.
+2. 400 calls of about 5 ms of pure-Python work, beside the bare ``os.fork`` split.
+
+For each map: its wall time, the CPU time of the caller (every thread of it) and of the
+workers (from ``/proc/<pid>/task/*/schedstat``: Linux only), the core time neither used
+(2 x wall - both: the cores were idle, or the host running this virtual machine took
+them), and the page faults the caller took. The first table also gives the
+floor: what the caller must do at least (pickle the items, unpickle the results) and
+what the workers must (unpickle the items, call, pickle the results), each timed here in
+one process with no pool at all, and the wall time of both shared perfectly over the
+two cores. Beside the second table: the CPU time of the same 100 calls in one process
+alone and in two processes at once, each (a core's speed here depends on whether the
+other is busy). Medians of interleaved rounds, the order rotating every round.
+
+``--save`` writes the medians to benchmarks/results/accounting.json, which the
+Benchmarks page shows (``python -m benchmarks.suite`` puts them there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import pickle
+import resource
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import peers, workloads
+from benchmarks._common import machine, median, table, timed, versions
+
+WORKERS = 2
+TINY = 200_000
+CPU_CALLS = 400
+RESULTS = Path(__file__).parent / "results" / "accounting.json"
+CHUNK = 7_500  # items a pickle holds in the floor's timing (about fanmap's chunks here)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of every thread of a process so far (0 once it is gone)."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total / 1e9
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _children() -> list[int]:
+    """The caller's child processes (a pool's workers; its helpers use no CPU here)."""
+    me = str(os.getpid())
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2 :].split()[1] == me:
+            out.append(int(entry))
+    return out
+
+
+def _spent(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def _mapper(c: peers.Contender, fn: Callable[[Any], Any], items: Sequence[Any]) -> Callable[[], Any]:
+    return lambda: c.map(fn, items)
+
+
+def account(run: Callable[[], Any]) -> dict[str, float]:
+    """Run once; the wall time, the caller's and the workers' CPU, the idle core time."""
+    kids = _children()
+    workers_before = sum(_cpu_seconds(k) for k in kids)
+    forked_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    caller_before = _cpu_seconds(os.getpid())
+    faults = _faults()
+    wall = timed(run)
+    faults = _faults() - faults
+    caller = _cpu_seconds(os.getpid()) - caller_before
+    forked_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers = sum(_cpu_seconds(k) for k in kids) - workers_before
+    # Children forked and reaped within the run (the bare fork split) count here.
+    workers += (forked_after.ru_utime + forked_after.ru_stime) - (
+        forked_before.ru_utime + forked_before.ru_stime
+    )
+    return {
+        "wall": wall,
+        "caller": caller,
+        "workers": workers,
+        "idle": max(0.0, WORKERS * wall - caller - workers),
+        "faults": faults,
+    }
+
+
+def _medians(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {key: median([s[key] for s in samples]) for key in samples[0]}
+
+
+def floor(items: Sequence[int]) -> dict[str, float]:
+    """The least work each side must do, timed in this process (medians of 9)."""
+    chunks = [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
+    sent = [pickle.dumps(c, 5) for c in chunks]
+    results = [list(map(workloads.double, c)) for c in chunks]
+    back = [pickle.dumps(r, 5) for r in results]
+
+    def caller() -> None:
+        for c in chunks:
+            pickle.dumps(c, 5)
+        for b in back:
+            pickle.loads(b)
+
+    def workers() -> None:
+        for s in sent:
+            pickle.dumps(list(map(workloads.double, pickle.loads(s))), 5)
+
+    c = median([timed(caller) for _ in range(9)])
+    w = median([timed(workers) for _ in range(9)])
+    return {"caller": c, "workers": w, "wall": (c + w) / WORKERS}
+
+
+def tiny(repeats: int) -> dict[str, Any]:
+    items = list(range(TINY))
+    contenders = peers.contenders([peers.Fanmap, peers.PoolMap, peers.PoolImapUnordered], WORKERS)
+    first: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
+    later: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
+    for r in range(repeats):
+        shift = r % len(contenders)
+        for c in contenders[shift:] + contenders[:shift]:
+            gc.collect()
+            c.open()
+            try:
+                c.map(workloads.double, items[:1000])  # the suite's warm-up
+                first[c.name].append(account(_mapper(c, workloads.double, items)))
+                later[c.name] += [account(_mapper(c, workloads.double, items)) for _ in range(3)]
+            finally:
+                c.close()
+    return {
+        "first": {k: _medians(v) for k, v in first.items()},
+        "later": {k: _medians(v) for k, v in later.items()},
+        "floor": floor(items),
+    }
+
+
+def cpu(repeats: int) -> dict[str, Any]:
+    from benchmarks.suite import _BareFork, _calibrate
+
+    iterations = _calibrate(0.005)
+    items = [iterations] * CPU_CALLS
+    contenders = [
+        _BareFork(WORKERS),
+        *peers.contenders([peers.Fanmap, peers.PoolMap, peers.ExecutorTuned], WORKERS),
+    ]
+    samples: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
+    for r in range(repeats):
+        shift = r % len(contenders)
+        for c in contenders[shift:] + contenders[:shift]:
+            gc.collect()
+            c.open()
+            try:
+                c.map(workloads.cpu_work, items[:4])
+                samples[c.name].append(account(_mapper(c, workloads.cpu_work, items)))
+            finally:
+                c.close()
+    alone: list[float] = []
+    together: list[float] = []
+    for r in range(repeats):
+        for n in (1, 2) if r % 2 else (2, 1):
+            (alone if n == 1 else together).append(_cpu_each(n, items[:100]))
+    return {
+        "runs": {k: _medians(v) for k, v in samples.items()},
+        "alone": median(alone),
+        "together": median(together),
+    }
+
+
+def _cpu_each(processes: int, items: list[int]) -> float:
+    """The mean CPU seconds that each of ``processes`` forked processes takes for ``items``."""
+    before = _spent(resource.getrusage(resource.RUSAGE_CHILDREN))
+    pids = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            for x in items:
+                workloads.cpu_work(x)
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return (_spent(resource.getrusage(resource.RUSAGE_CHILDREN)) - before) / processes
+
+
+_HEADERS = ["wall ms", "caller CPU ms", "workers' CPU ms", "core time unused ms"]
+
+
+def _cells(m: dict[str, float]) -> list[str]:
+    return [f"{m[key] * 1000:.1f}" for key in ("wall", "caller", "workers", "idle")]
+
+
+def tables(saved: dict[str, Any]) -> list[str]:
+    """The two tables, in markdown, from saved medians."""
+    t = saved["tiny"]
+    rows = []
+    for kind, label in (("first", "first large map"), ("later", "later maps")):
+        for name, m in t[kind].items():
+            rows.append([name, label, *_cells(m), f"{m['faults']:.0f}"])
+    least = {**t["floor"], "idle": 0.0}
+    rows.append(["floor: the pickling and calls alone", "", *_cells(least), ""])
+    headers = ["contender", "map", *_HEADERS, "caller page faults"]
+    cpu_rows = [[name, *_cells(m)] for name, m in saved["cpu"]["runs"].items()]
+    cpu_headers = ["contender", *_HEADERS]
+    return [
+        f"{TINY:,} calls of `x * 2` on a list:",
+        "",
+        table(headers, rows),
+        "",
+        f"{CPU_CALLS} calls of about 5 ms of pure-Python work:",
+        "",
+        table(cpu_headers, cpu_rows),
+        "",
+        f"The same 100 calls took {saved['cpu']['alone']:.3f} s of CPU time in one process alone, "
+        f"and {saved['cpu']['together']:.3f} s in each of two processes at once.",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--save", action="store_true", help="write benchmarks/results/accounting.json")
+    args = parser.parse_args()
+    if not os.path.exists(f"/proc/{os.getpid()}/task"):
+        sys.exit("benchmarks.accounting reads /proc/<pid>/task/*/schedstat: Linux only")
+    print(f"medians of {args.repeats} interleaved rounds; {machine()}", flush=True)
+    saved: dict[str, Any] = {
+        "machine": machine(),
+        "versions": versions("fanmap"),
+        "repeats": args.repeats,
+        "tiny": tiny(args.repeats),
+        "cpu": cpu(args.repeats),
+    }
+    print("\n".join(tables(saved)))
+    if args.save:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(saved, indent=1))
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
