@@ -47,3 +47,12 @@ def test_the_async_and_insights_guides_quote_their_latest_runs() -> None:
         text = " ".join((ROOT / "docs" / "guides" / page).read_text().split())
         for claim in claims:
             assert " ".join(claim.split()) in text, f"{page} does not say {claim!r} (the saved run does)"
+
+
+def test_the_benchmarks_page_shows_the_saved_accounting() -> None:
+    from benchmarks import accounting
+
+    saved = json.loads((ROOT / "benchmarks" / "results" / "accounting.json").read_text())
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    for line in "\n".join(accounting.tables(saved)).splitlines():
+        assert line in page, f"docs/benchmarks.md lacks {line!r} (benchmarks/results/accounting.json has it)"
