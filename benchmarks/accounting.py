@@ -13,9 +13,10 @@ workers (from ``/proc/<pid>/task/*/schedstat``: Linux only), the core time neith
 (2 x wall - both: the cores were idle, or the host running this virtual machine took
 them), and the page faults the caller took. The first table also gives the
 floor: what the caller must do at least (pickle the items, unpickle the results) and
-what the workers must (unpickle the items, call, pickle the results), each timed here in
-one process with no pool at all, and the wall time of both shared perfectly over the
-two cores. Beside the second table: the CPU time of the same 100 calls in one process
+what the workers must (unpickle the items, call, pickle the results), each its CPU time in
+one process with no pool at all (after the rounds), and the wall time of both shared perfectly over the
+two cores (a lower bound no pool reaches: it leaves out sending, receiving and
+scheduling). Beside the second table: the CPU time of the same 100 calls in one process
 alone and in two processes at once, each (a core's speed here depends on whether the
 other is busy). Medians of interleaved rounds, the order rotating every round.
 
@@ -32,6 +33,7 @@ import os
 import pickle
 import resource
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,18 +45,26 @@ WORKERS = 2
 TINY = 200_000
 CPU_CALLS = 400
 RESULTS = Path(__file__).parent / "results" / "accounting.json"
-CHUNK = 7_500  # items a pickle holds in the floor's timing (about fanmap's chunks here)
+CHUNK = 7_500  # items a pickle holds in the floor's timing (fanmap's chunks here: 7,000-7,600)
 
 
 def _cpu_seconds(pid: int) -> float:
-    """CPU seconds of every thread of a process so far (0 once it is gone)."""
+    """CPU seconds of every live thread of a process so far (0 once it is gone).
+
+    Workers here run no thread that ends during a map; the caller's own time is taken
+    with `time.process_time`, which counts threads that ended too.
+    """
     total = 0
     try:
-        for task in os.listdir(f"/proc/{pid}/task"):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    for task in tasks:
+        try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as f:
                 total += int(f.read().split()[0])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread ended meanwhile
     return total / 1e9
 
 
@@ -63,7 +73,8 @@ def _faults() -> int:
 
 
 def _children() -> list[int]:
-    """The caller's child processes (a pool's workers; its helpers use no CPU here)."""
+    """The caller's child processes: a pool's workers, and a helper such as the resource
+    tracker, whose CPU time counts with the workers' (under fork it has none to do here)."""
     me = str(os.getpid())
     out = []
     for entry in os.listdir("/proc"):
@@ -88,17 +99,21 @@ def _mapper(c: peers.Contender, fn: Callable[[Any], Any], items: Sequence[Any]) 
 
 
 def account(run: Callable[[], Any]) -> dict[str, float]:
-    """Run once; the wall time, the caller's and the workers' CPU, the idle core time."""
-    kids = _children()
-    workers_before = sum(_cpu_seconds(k) for k in kids)
+    """Run once; the wall time, the caller's and the workers' CPU, the core time unused.
+
+    A child started during the run (a worker a pool starts when a chunk needs it) is
+    counted whole: it had used nothing before.
+    """
+    before = {k: _cpu_seconds(k) for k in _children()}
     forked_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    caller_before = _cpu_seconds(os.getpid())
+    caller_before = time.process_time()
     faults = _faults()
     wall = timed(run)
     faults = _faults() - faults
-    caller = _cpu_seconds(os.getpid()) - caller_before
+    caller = time.process_time() - caller_before
     forked_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    workers = sum(_cpu_seconds(k) for k in kids) - workers_before
+    after = {k: _cpu_seconds(k) for k in {*before, *_children()}}
+    workers = sum(after[k] - before.get(k, 0.0) for k in after)
     # Children forked and reaped within the run (the bare fork split) count here.
     workers += (forked_after.ru_utime + forked_after.ru_stime) - (
         forked_before.ru_utime + forked_before.ru_stime
@@ -117,7 +132,9 @@ def _medians(samples: list[dict[str, float]]) -> dict[str, float]:
 
 
 def floor(items: Sequence[int]) -> dict[str, float]:
-    """The least work each side must do, timed in this process (medians of 9)."""
+    """The least work each side must do: its CPU time in this process, with no pool
+    (medians of 9, after the rounds). The caller keeps what it unpickles until the end,
+    as a map keeps its results."""
     chunks = [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
     sent = [pickle.dumps(c, 5) for c in chunks]
     results = [list(map(workloads.double, c)) for c in chunks]
@@ -126,16 +143,22 @@ def floor(items: Sequence[int]) -> dict[str, float]:
     def caller() -> None:
         for c in chunks:
             pickle.dumps(c, 5)
-        for b in back:
-            pickle.loads(b)
+        kept = [pickle.loads(b) for b in back]
+        del kept
 
     def workers() -> None:
         for s in sent:
             pickle.dumps(list(map(workloads.double, pickle.loads(s))), 5)
 
-    c = median([timed(caller) for _ in range(9)])
-    w = median([timed(workers) for _ in range(9)])
+    c = median([_cpu_time(caller) for _ in range(9)])
+    w = median([_cpu_time(workers) for _ in range(9)])
     return {"caller": c, "workers": w, "wall": (c + w) / WORKERS}
+
+
+def _cpu_time(fn: Callable[[], Any]) -> float:
+    began = time.process_time()
+    fn()
+    return time.process_time() - began
 
 
 def tiny(repeats: int) -> dict[str, Any]:
@@ -154,7 +177,7 @@ def tiny(repeats: int) -> dict[str, Any]:
                 later[c.name] += [account(_mapper(c, workloads.double, items)) for _ in range(3)]
             finally:
                 c.close()
-    return {
+    return {  # "later": the medians of every round's three later maps
         "first": {k: _medians(v) for k, v in first.items()},
         "later": {k: _medians(v) for k, v in later.items()},
         "floor": floor(items),
@@ -212,19 +235,19 @@ def _cpu_each(processes: int, items: list[int]) -> float:
 _HEADERS = ["wall ms", "caller CPU ms", "workers' CPU ms", "core time unused ms"]
 
 
-def _cells(m: dict[str, float]) -> list[str]:
-    return [f"{m[key] * 1000:.1f}" for key in ("wall", "caller", "workers", "idle")]
+def _cells(m: dict[str, float], keys: tuple[str, ...] = ("wall", "caller", "workers", "idle")) -> list[str]:
+    return [f"{m[key] * 1000:.1f}" for key in keys]
 
 
 def tables(saved: dict[str, Any]) -> list[str]:
     """The two tables, in markdown, from saved medians."""
     t = saved["tiny"]
     rows = []
-    for kind, label in (("first", "first large map"), ("later", "later maps")):
+    for kind, label in (("first", "first large map"), ("later", "the 3 maps after it")):
         for name, m in t[kind].items():
             rows.append([name, label, *_cells(m), f"{m['faults']:.0f}"])
-    least = {**t["floor"], "idle": 0.0}
-    rows.append(["floor: the pickling and calls alone", "", *_cells(least), ""])
+    least = _cells(t["floor"], ("wall", "caller", "workers"))
+    rows.append(["floor: the pickling and calls alone", "", *least, "", ""])
     headers = ["contender", "map", *_HEADERS, "caller page faults"]
     cpu_rows = [[name, *_cells(m)] for name, m in saved["cpu"]["runs"].items()]
     cpu_headers = ["contender", *_HEADERS]
@@ -259,10 +282,11 @@ def main() -> None:
         "tiny": tiny(args.repeats),
         "cpu": cpu(args.repeats),
     }
-    print("\n".join(tables(saved)))
     if args.save:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(saved, indent=1))
+    print("\n".join(tables(saved)))
+    if args.save:
         print(f"written to {RESULTS}")
 
 

@@ -238,8 +238,8 @@ class Suite:
         # would carry that drift into every ratio.
         contenders = [peers.Serial(1), _BareFork(WORKERS), *peers.contenders(_MAPPERS, WORKERS)]
         # Five rounds, not three: the same map's time moves by 10-20% from one round to the
-        # next here (two processes busy at once each take some 8% more CPU time for the
-        # same work than one alone), and so did the median of three.
+        # next here (two processes busy at once each took from 3% less to 8% more CPU
+        # time for the same work than one alone, from test to test), and so did the median of three.
         repeats = None if self.quick else 5
         times = self.warm_rounds(
             contenders,
@@ -661,8 +661,8 @@ def saved_sections(results: Path) -> list[str]:
             f"`python -m benchmarks.accounting --save` (medians of {a['repeats']} interleaved rounds, "
             f"{a['machine']['cpus']} CPUs, Python {a['machine']['python']}; "
             "`benchmarks/results/accounting.json`): the CPU time of the caller and of the workers "
-            "in one map, and the core time left idle (2 x wall - both), for the two rows above "
-            "whose targets are tightest.",
+            "in one map, and the core time neither used (2 x wall - both), for the overhead "
+            "(warm, list) and cpu rows, whose targets in the Performance guide are the tightest.",
             "",
             *accounting.tables(a),
             "",
