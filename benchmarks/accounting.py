@@ -27,7 +27,7 @@ Benchmarks page shows (``python -m benchmarks.suite`` puts them there).
 from __future__ import annotations
 
 import argparse
-import gc
+import functools
 import json
 import os
 import pickle
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import peers, workloads
-from benchmarks._common import machine, median, table, timed, versions
+from benchmarks._common import descendants, machine, median, table, timed, versions
 
 WORKERS = 2
 TINY = 200_000
@@ -72,24 +72,6 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _children() -> list[int]:
-    """The caller's child processes: a pool's workers, and a helper such as the resource
-    tracker, whose CPU time counts with the workers' (under fork it has none to do here)."""
-    me = str(os.getpid())
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2 :].split()[1] == me:
-            out.append(int(entry))
-    return out
-
-
 def _spent(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
@@ -104,7 +86,7 @@ def account(run: Callable[[], Any]) -> dict[str, float]:
     A child started during the run (a worker a pool starts when a chunk needs it) is
     counted whole: it had used nothing before.
     """
-    before = {k: _cpu_seconds(k) for k in _children()}
+    before = {k: _cpu_seconds(k) for k in descendants(os.getpid())}
     forked_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     caller_before = time.process_time()
     faults = _faults()
@@ -112,7 +94,7 @@ def account(run: Callable[[], Any]) -> dict[str, float]:
     faults = _faults() - faults
     caller = time.process_time() - caller_before
     forked_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    after = {k: _cpu_seconds(k) for k in {*before, *_children()}}
+    after = {k: _cpu_seconds(k) for k in {*before, *descendants(os.getpid())}}
     workers = sum(after[k] - before.get(k, 0.0) for k in after)
     # Children forked and reaped within the run (the bare fork split) count here.
     workers += (forked_after.ru_utime + forked_after.ru_stime) - (
@@ -161,25 +143,31 @@ def _cpu_time(fn: Callable[[], Any]) -> float:
     return time.process_time() - began
 
 
+def _rounds(
+    contenders: list[peers.Contender],
+    warmup: Callable[[peers.Contender], Any],
+    maps: int,
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    repeats: int,
+) -> dict[str, list[list[dict[str, float]]]]:
+    """Each contender's ``maps`` accounted maps after its warm-up, every round (the suite's
+    rotation: a fresh pool for each, the others closed)."""
+    from benchmarks.suite import Suite
+
+    return Suite(quick=False).warm_rounds(
+        contenders, warmup, lambda c: [account(_mapper(c, fn, items)) for _ in range(maps)], repeats
+    )
+
+
 def tiny(repeats: int) -> dict[str, Any]:
     items = list(range(TINY))
     contenders = peers.contenders([peers.Fanmap, peers.PoolMap, peers.PoolImapUnordered], WORKERS)
-    first: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
-    later: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
-    for r in range(repeats):
-        shift = r % len(contenders)
-        for c in contenders[shift:] + contenders[:shift]:
-            gc.collect()
-            c.open()
-            try:
-                c.map(workloads.double, items[:1000])  # the suite's warm-up
-                first[c.name].append(account(_mapper(c, workloads.double, items)))
-                later[c.name] += [account(_mapper(c, workloads.double, items)) for _ in range(3)]
-            finally:
-                c.close()
+    warmup = functools.partial(_warm, workloads.double, items[:1000])  # the suite's warm-up
+    runs = _rounds(contenders, warmup, 4, workloads.double, items, repeats)
     return {  # "later": the medians of every round's three later maps
-        "first": {k: _medians(v) for k, v in first.items()},
-        "later": {k: _medians(v) for k, v in later.items()},
+        "first": {k: _medians([maps[0] for maps in v]) for k, v in runs.items()},
+        "later": {k: _medians([m for maps in v for m in maps[1:]]) for k, v in runs.items()},
         "floor": floor(items),
     }
 
@@ -193,27 +181,22 @@ def cpu(repeats: int) -> dict[str, Any]:
         _BareFork(WORKERS),
         *peers.contenders([peers.Fanmap, peers.PoolMap, peers.ExecutorTuned], WORKERS),
     ]
-    samples: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
-    for r in range(repeats):
-        shift = r % len(contenders)
-        for c in contenders[shift:] + contenders[:shift]:
-            gc.collect()
-            c.open()
-            try:
-                c.map(workloads.cpu_work, items[:4])
-                samples[c.name].append(account(_mapper(c, workloads.cpu_work, items)))
-            finally:
-                c.close()
+    warmup = functools.partial(_warm, workloads.cpu_work, items[:4])
+    runs = _rounds(contenders, warmup, 1, workloads.cpu_work, items, repeats)
     alone: list[float] = []
     together: list[float] = []
     for r in range(repeats):
         for n in (1, 2) if r % 2 else (2, 1):
             (alone if n == 1 else together).append(_cpu_each(n, items[:100]))
     return {
-        "runs": {k: _medians(v) for k, v in samples.items()},
+        "runs": {k: _medians([maps[0] for maps in v]) for k, v in runs.items()},
         "alone": median(alone),
         "together": median(together),
     }
+
+
+def _warm(fn: Callable[[Any], Any], items: Sequence[Any], c: peers.Contender) -> None:
+    c.map(fn, items)
 
 
 def _cpu_each(processes: int, items: list[int]) -> float:

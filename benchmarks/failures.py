@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from benchmarks._common import machine, table, versions
+from benchmarks._common import descendants, machine, table, versions
 
 CASES = ("exception", "exit", "sigkill", "segfault", "timeout", "unpicklable")
 CONTENDERS = ("fanmap", "ProcessPoolExecutor", "multiprocessing.Pool")
@@ -141,25 +141,6 @@ def _long_map(contender: str) -> None:
             pool.map(nap, range(8))
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) == parent and fields[0] != "Z":
-                found.append(int(entry))
-                todo.append(int(entry))
-    return found
-
-
 def _interrupt(contender: str, guard: float) -> str:
     """Send SIGINT to a program in a long map: how long until it exits, what is left."""
     cmd = [sys.executable, "-m", "benchmarks.failures", "--sigint", contender]
@@ -167,7 +148,7 @@ def _interrupt(contender: str, guard: float) -> str:
     assert proc.stdout is not None
     proc.stdout.readline()
     time.sleep(1.0)  # the workers are in their calls
-    workers = _descendants(proc.pid)
+    workers = descendants(proc.pid)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:

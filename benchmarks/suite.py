@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchmarks import peers, workloads
 from benchmarks._common import machine, median, table, timed, versions
@@ -42,6 +42,8 @@ def _with_fanmap(excluding: tuple[type[peers.Contender], ...] = ()) -> list[type
 
 
 #: The cpu and error scenarios compare each library's recommended map once.
+T = TypeVar("T")
+
 _MAPPERS = _with_fanmap(excluding=(peers.PoolImapUnordered, peers.Executor))
 
 
@@ -58,12 +60,12 @@ class Suite:
     def rounds(
         self,
         contenders: list[peers.Contender],
-        run: Callable[[peers.Contender], float],
+        run: Callable[[peers.Contender], T],
         repeats: int | None = None,
-    ) -> dict[str, list[float]]:
+    ) -> dict[str, list[T]]:
         """Run ``run`` for every contender, ``repeats`` rounds (the suite's by default),
         rotating the order."""
-        out: dict[str, list[float]] = {c.name: [] for c in contenders}
+        out: dict[str, list[T]] = {c.name: [] for c in contenders}
         for r in range(repeats or self.repeats):
             shift = r % len(contenders)
             for c in contenders[shift:] + contenders[:shift]:
@@ -75,12 +77,12 @@ class Suite:
         self,
         contenders: list[peers.Contender],
         warmup: Callable[[peers.Contender], Any],
-        run: Callable[[peers.Contender], float],
+        run: Callable[[peers.Contender], T],
         repeats: int | None = None,
-    ) -> dict[str, list[float]]:
+    ) -> dict[str, list[T]]:
         """Like `rounds`, with only the measured contender's pool open, warmed first."""
 
-        def isolated(c: peers.Contender) -> float:
+        def isolated(c: peers.Contender) -> T:
             c.open()
             try:
                 warmup(c)
