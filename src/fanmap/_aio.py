@@ -32,7 +32,7 @@ from typing import Any, Final, TypeVar
 
 # asyncio is imported in the functions that use it: a plain map never loads it.
 from ._args import call_args
-from ._calls import Calls, Ran, explained
+from ._calls import Calls, Ran, Times, explained
 from ._errors import TaskTimeoutError, WorkerInitError
 from ._perworker import PerWorker, made_here
 
@@ -101,25 +101,25 @@ async def _one(calls: Calls, item: Any) -> tuple[bool, Any]:
         return False, explained(calls, item, exc)
 
 
-async def _timed(calls: Calls, item: Any) -> tuple[bool, Any, float]:
+async def _timed(calls: Calls, item: Any) -> tuple[bool, Any, float, float]:
     begun = time.perf_counter()
     ok, value = await _one(calls, item)
-    return ok, value, time.perf_counter() - begun
+    return ok, value, begun, time.perf_counter() - begun
 
 
 async def call_chunk_async(calls: Calls, items: Sequence[Any]) -> Ran:
     """Call the async function on every item of a chunk, all at once; see `call_chunk`.
 
     Every item runs (``stop_on_error`` does not apply: the calls run together). With
-    ``calls.timed`` each coroutine's seconds come back too.
+    ``calls.timed`` each coroutine's seconds and start come back too.
     """
     import asyncio
 
-    times: list[float] | None = None
+    times: Times | None = None
     if calls.timed:
         timed = await asyncio.gather(*(_timed(calls, item) for item in items))
-        outcomes = [(ok, value) for ok, value, _ in timed]
-        times = [seconds for _, _, seconds in timed]
+        outcomes = [(ok, value) for ok, value, _, _ in timed]
+        times = [seconds for _, _, _, seconds in timed], [begun for _, _, begun, _ in timed]
     elif len(items) == 1:
         outcomes = [await _one(calls, items[0])]
     else:

@@ -17,10 +17,16 @@ from typing import Any, Final, TypeAlias
 
 from ._args import CallMode, call_args
 
-__all__ = ["TIMED_UP_TO", "Calls", "Ran", "call_chunk", "callable_of", "explained"]
+__all__ = ["TIMED_UP_TO", "Calls", "Ran", "Times", "call_chunk", "callable_of", "explained"]
+
+#: Each call's seconds, when timed. Calls that run together (an async function's) also
+#: give each call's start on the worker's clock (``time.perf_counter``), as
+#: ``(seconds, starts)``: how many ran at once is read from them, and a clock is only
+#: compared with the same worker's.
+Times: TypeAlias = list[float] | tuple[list[float], list[float]]
 
 #: What running a chunk gives: results, errors by position, and each call's seconds.
-Ran: TypeAlias = tuple[list[Any], dict[int, BaseException] | None, list[float] | None]
+Ran: TypeAlias = tuple[list[Any], dict[int, BaseException] | None, Times | None]
 
 
 class Calls:

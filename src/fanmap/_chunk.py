@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._calls import Calls
+from ._calls import Calls, Times
 
 if TYPE_CHECKING:
     from ._perworker import PerWorker
@@ -65,8 +65,9 @@ class Done:
     errors: dict[int, BaseException] | None
     elapsed: float
     worker: str
-    #: Each call's seconds, when the calls were timed (``fanmap.insights()``).
-    times: list[float] | None = None
+    #: Each call's seconds, when the calls were timed (``fanmap.insights()``), with
+    #: their starts for calls that ran together (see `Times`).
+    times: Times | None = None
     #: Seconds the worker's @per_worker factories took before this chunk ran.
     setup: float = 0.0
     #: The results still pickled, as a worker process sent them (``results`` is empty

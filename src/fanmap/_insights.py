@@ -50,6 +50,7 @@ class _Slice:
     begun: float  # seconds since the map began, on the caller's clock
     seconds: float
     calls: list[float] | None  # each call's seconds, when timed
+    starts: list[float] | None = None  # calls that ran together: each one's start, on the worker's clock
 
 
 class MapRecord:
@@ -98,9 +99,10 @@ class MapRecord:
         if event.setup:
             self.setup[event.worker] = self.setup.get(event.worker, 0.0) + event.setup
         begun = now - self.began - event.elapsed
-        self.slices.append(_Slice(event.worker, chunk.start, event.ran, begun, event.elapsed, event.times))
-        if event.times is not None:
-            for pos, seconds in enumerate(event.times):
+        times, starts = event.times if isinstance(event.times, tuple) else (event.times, None)
+        self.slices.append(_Slice(event.worker, chunk.start, event.ran, begun, event.elapsed, times, starts))
+        if times is not None:
+            for pos, seconds in enumerate(times):
                 self._rank(seconds, chunk.start + pos, 1, chunk.items[pos])
         elif event.ran:  # timed whole: each call is given the chunk's average
             self._rank(event.elapsed / event.ran, chunk.start, event.ran, chunk.items[0])
@@ -259,16 +261,30 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def _peaks(slices: list[_Slice]) -> dict[str, int]:
-    """The most calls each worker had running at once (above one: an async function)."""
-    changes: dict[str, list[tuple[float, int]]] = {}
+    """The most calls each worker had running at once (above one: an async function).
+
+    Calls timed one by one are placed by their starts on their worker's own clock. A
+    worker with chunks not timed so (one that failed as a whole) is placed on the
+    caller's clock, where a chunk began when its reply came less its seconds: replies
+    that wait to be read look later than they ran, so that peak can come out low.
+    """
+    by_worker: dict[str, list[_Slice]] = {}
     for s in slices:
-        if s.calls is not None and s.count > 1 and sum(s.calls) > s.seconds * 1.5:
-            starts: list[tuple[float, int]] = []
-            for seconds in s.calls:  # calls of a chunk that ran together
-                starts += [(s.begun, 1), (s.begun + seconds, -1)]
-            changes.setdefault(s.worker, []).extend(starts)
-        else:
-            changes.setdefault(s.worker, []).extend([(s.begun, 1), (s.begun + s.seconds, -1)])
+        by_worker.setdefault(s.worker, []).append(s)
+    changes: dict[str, list[tuple[float, int]]] = {}
+    for worker, theirs in by_worker.items():
+        points = changes.setdefault(worker, [])
+        if all(s.starts is not None and s.calls is not None for s in theirs):
+            for s in theirs:
+                for begun, seconds in zip(s.starts or (), s.calls or (), strict=True):
+                    points += [(begun, 1), (begun + seconds, -1)]
+            continue
+        for s in theirs:
+            if s.calls is not None and s.count > 1 and sum(s.calls) > s.seconds * 1.5:
+                for seconds in s.calls:  # calls of a chunk that ran together
+                    points += [(s.begun, 1), (s.begun + seconds, -1)]
+            else:
+                points += [(s.begun, 1), (s.begun + s.seconds, -1)]
     peaks = {}
     for worker, points in changes.items():
         level = peak = 0

@@ -43,7 +43,7 @@ from typing import Any, Final
 from . import _context
 from ._args import CallMode
 from ._bigargs import Inbound
-from ._calls import Calls, call_chunk, callable_of
+from ._calls import Calls, Times, call_chunk, callable_of
 from ._forward import apply_levels, flush_output, forward_output
 from ._perworker import PerWorker, is_init_error, made_here, teardown_process
 from ._serialize import PROTOCOL, describe, dumps
@@ -84,7 +84,7 @@ def _reply(
     errors: dict[int, BaseException] | None,
     elapsed: float,
     start: int | None = None,
-    times: list[float] | None = None,
+    times: Times | None = None,
     read: tuple[float, int] | None = None,
 ) -> tuple[bytes, ...]:
     """A chunk's reply; an async chunk's names its first item (they finish in any order).

@@ -161,6 +161,19 @@ def test_async_calls_are_timed_and_their_concurrency_reported(request: pytest.Fi
     assert f"up to {k} calls at once" in str(report)
 
 
+def test_concurrency_is_read_on_the_workers_clock_not_from_when_replies_were_read() -> None:
+    # Two calls on worker 1 overlap on its clock; the second chunk's reply was read 0.5 s
+    # late, so on the caller's clock (reply read, less the seconds) they look apart.
+    late = [
+        _insights._Slice("worker 1", 0, 1, 0.0, 1.0, [1.0], [100.0]),
+        _insights._Slice("worker 1", 1, 1, 1.5, 0.01, [0.01], [100.99]),
+    ]
+    assert _insights._peaks(late) == {"worker 1": 2}
+    # Calls that did not await ran one after the other, even in one chunk.
+    apart = [_insights._Slice("worker 1", 0, 2, 0.0, 1.0, [0.5, 0.5], [100.0, 100.5])]
+    assert _insights._peaks(apart) == {"worker 1": 1}
+
+
 def test_amap_in_the_block_is_recorded() -> None:
     pf = parallel(funcs.square, workers=2)
 

@@ -16,7 +16,7 @@ from collections.abc import Hashable
 from typing import Any, Final
 
 from .._aio import LoopThread, loop_thread, timed_chunk
-from .._calls import Calls
+from .._calls import Calls, Times
 from .._chunk import Chunk, Done, Event, RunSpec
 from .._config import Options
 from .._perworker import PerWorker, call_with_values
@@ -72,7 +72,7 @@ class SerialPool:
         def finished(future: Any) -> None:
             if future.cancelled():
                 return
-            times: list[float] | None = None
+            times: Times | None = None
             elapsed = setup = 0.0
             try:
                 (results, errors, times), elapsed, setup = future.result()

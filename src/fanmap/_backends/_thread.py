@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # asyncio is imported where used: plain maps never load it
     import asyncio
 
 from .._aio import GRACE, timed_chunk
-from .._calls import Calls
+from .._calls import Calls, Times
 from .._chunk import Chunk, Done, Event, Lost, RunSpec
 from .._config import Options
 from .._errors import WorkerInitError
@@ -164,7 +164,7 @@ class _Thread:
                     self.initializing = False
             begun = time.perf_counter()
             errors: dict[int, BaseException] | None
-            times: list[float] | None = None
+            times: Times | None = None
             if failed is not None:  # every item fails with it; the factory is not run twice
                 n = len(chunk.items)
                 results, errors = [None] * n, dict.fromkeys(range(n), failed)
@@ -236,7 +236,7 @@ class _Thread:
         fresh = per_worker is not None and made_here("thread").is_new(per_worker)
         if fresh:
             self.initializing = True  # a factory's time is not a call's
-        times: list[float] | None = None
+        times: Times | None = None
         elapsed = setup = 0.0
         try:
             (results, errors, times), elapsed, setup = await timed_chunk(
