@@ -263,10 +263,11 @@ def _spread(values: list[float]) -> dict[str, float]:
 def _peaks(slices: list[_Slice]) -> dict[str, int]:
     """The most calls each worker had running at once (above one: an async function).
 
-    Calls timed one by one are placed by their starts on their worker's own clock. A
-    worker with chunks not timed so (one that failed as a whole) is placed on the
-    caller's clock, where a chunk began when its reply came less its seconds: replies
-    that wait to be read look later than they ran, so that peak can come out low.
+    Calls timed one by one are placed by their starts on their worker's own clock (a
+    chunk that failed as a whole ran no call). A worker whose calls came without starts
+    (Dask's, whose workers share one label) is placed on the caller's clock, where a chunk
+    began when its reply came less its seconds: replies read late look later than they
+    ran, so that peak is rough.
     """
     by_worker: dict[str, list[_Slice]] = {}
     for s in slices:
@@ -274,10 +275,11 @@ def _peaks(slices: list[_Slice]) -> dict[str, int]:
     changes: dict[str, list[tuple[float, int]]] = {}
     for worker, theirs in by_worker.items():
         points = changes.setdefault(worker, [])
-        if all(s.starts is not None and s.calls is not None for s in theirs):
+        if any(s.starts is not None for s in theirs):
             for s in theirs:
-                for begun, seconds in zip(s.starts or (), s.calls or (), strict=True):
-                    points += [(begun, 1), (begun + seconds, -1)]
+                if s.starts is not None and s.calls is not None:
+                    for begun, seconds in zip(s.starts, s.calls, strict=True):
+                        points += [(begun, 1), (begun + seconds, -1)]
             continue
         for s in theirs:
             if s.calls is not None and s.count > 1 and sum(s.calls) > s.seconds * 1.5:

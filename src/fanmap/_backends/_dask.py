@@ -196,6 +196,8 @@ class DaskPool:
             results, captured, elapsed = future.result()
             errors = None if not captured else {pos: rebuild(info) for pos, info in captured.items()}
             elapsed, times = elapsed if isinstance(elapsed, tuple) else (elapsed, None)
+            if isinstance(times, tuple):  # calls' starts: Dask's workers, on clocks of their own
+                times = times[0]  # machines, share one label here, so the starts cannot be compared
             return Done(chunk, results, errors, elapsed, "a Dask worker", times)
         try:
             exc = future.exception(timeout=30)  # fetched from the scheduler: a round trip
