@@ -233,6 +233,9 @@ class MapRecord:
 
 
 _SLOWEST = 5
+#: Below this share of the wall time in calls (the workers' mean), short calls are
+#: reported as dominated by per-call overhead.
+_OVERHEAD_BELOW = 0.6
 _FAILED_KEPT = 100
 
 
@@ -352,10 +355,14 @@ def _advice(m: dict[str, Any]) -> str:
             return f"{idle[0]} was idle {idle[1]['idle'] / wall:.0%} of the time: {share}; split that work"
         if slowest["seconds"] > 0.5 * wall:
             return f"{share}: no map ends before its slowest call; split that work, or start it first"
-    if calls["count"] and calls["mean"] < 200e-6:
+    # Short calls are a problem only where the workers spent most of the map outside them
+    # (pickling, waiting for the caller): 40 µs calls can keep two workers 90% busy.
+    busy = sum(w["utilisation"] for w in per_worker.values()) / max(1, len(per_worker))
+    if calls["count"] and calls["mean"] < 200e-6 and busy < _OVERHEAD_BELOW:
         return (
-            f"calls take {_t(calls['mean'])} on average: chunking is doing its best (chunks of "
-            f"up to {m['chunks']['max']} items); per-call overhead dominates: give each call more work"
+            f"calls take {_t(calls['mean'])} on average and the workers were in them {busy:.0%} of "
+            f"the time: chunking is doing its best (chunks of up to {m['chunks']['max']} items); "
+            f"per-call overhead dominates: give each call more work"
         )
     if per_worker:
         low = min(per_worker.items(), key=lambda kv: kv[1]["utilisation"])

@@ -187,6 +187,19 @@ def test_tiny_calls_get_the_overhead_advice() -> None:
     assert m["chunks"]["max"] > 256  # tiny calls: chunks are timed whole, not call by call
 
 
+def test_short_calls_that_keep_the_workers_busy_are_not_called_overhead() -> None:
+    # Calls of some 100 µs that sleep: the workers are in them nearly all the map, on
+    # any machine, so per-call overhead does not dominate.
+    pf = parallel(funcs.sleep_for, workers=2)
+    with fanmap.insights() as report:
+        pf.map([0.00005] * 3000)
+    (m,) = report.to_dict()["maps"]
+    if m["calls"]["mean"] >= 200e-6:  # the advice is only for calls under 200 µs
+        pytest.skip(f"sleeps of 50 µs took {m['calls']['mean'] * 1e6:.0f} µs on average here")
+    assert min(w["utilisation"] for w in m["per_worker"].values()) > 0.6, m["per_worker"]
+    assert "per-call overhead dominates" not in m["advice"]
+
+
 def test_one_slow_call_is_named_in_the_advice() -> None:
     pf = parallel(funcs.sleep_on, workers=2)
     with fanmap.insights() as report:
