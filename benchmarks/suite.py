@@ -596,6 +596,18 @@ def main() -> None:
         "fanmap's modules are compiled to bytecode first, as pip does when it installs a package "
         "(the peers come installed that way).",
         "",
+        "Each peer is used as its documentation shows (`benchmarks/peers.py`): `Pool.map` with its "
+        "own chunk size; `Pool.imap_unordered`, `ProcessPoolExecutor(tuned)`, loky and pebble with "
+        "chunks of items / (4 x workers), the size `Pool.map` picks; `ProcessPoolExecutor(chunksize=1)` "
+        "as it comes; joblib's `Parallel(return_as=\"generator_unordered\")` and mpire's `WorkerPool.map` "
+        "with their defaults. fanmap is `parallel(fn, workers=2).map(items)`.",
+        "",
+        "On this shared virtual machine the same map takes from 1x to 2x the time from one minute to "
+        "the next, and a ratio of medians moves by about ±15% from one run of the suite to another. "
+        'Compare ratios within a table: the async, insights and "where the time goes" sections '
+        "come from runs of their own, at other times, and their times are not comparable with the "
+        "suite's.",
+        "",
     ]
     for name, text in suite.tables.items():
         page += [f"## {name}", "", text, ""]
