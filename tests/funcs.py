@@ -529,3 +529,16 @@ def print_until(x: int, flag: str = "") -> int:
 
         threading.Thread(target=chatter, daemon=True).start()
     return x
+
+
+class Payload:
+    """A keyword value whose lifetime a test can watch (with a weak reference)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def fail_on_with(x: int, *, payload: Payload, bad: int = 3) -> int:
+    if x == bad:
+        raise CustomError(f"bad item {x} of {payload.size}")
+    return x

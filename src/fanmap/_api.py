@@ -422,8 +422,13 @@ class ParallelFunction(AsyncMethods, Generic[P, R]):
             return _collected(blocks)
         except (Exception, KeyboardInterrupt) as exc:
             error = exc
-        # Raised outside the handler, so that its chain stays the one made in the worker.
-        raise _without_our_frames(error)
+        # Raised outside the handler, so that its chain stays the one made in the worker;
+        # and not kept here, where the traceback holds this frame: a cycle would keep the
+        # map's items and keywords until the garbage collector ran.
+        try:
+            raise _without_our_frames(error)
+        finally:
+            del error
 
     def _window(self, options: Options) -> int:
         """How many chunks a lazy run keeps out (running, or done and waiting for their

@@ -60,5 +60,9 @@ def stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
         return
     finally:
         blocks.close()  # type: ignore[attr-defined]  # a generator: stop its workers now
-    # Raised outside the handler, so that its chain stays the one made in the worker.
-    raise without_our_frames(error)
+    # Raised outside the handler, so that its chain stays the one made in the worker (and
+    # not kept in this frame, which the traceback holds: see `collected`'s caller).
+    try:
+        raise without_our_frames(error)
+    finally:
+        del error

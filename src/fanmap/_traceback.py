@@ -17,8 +17,10 @@ in the worker (or are left out when the columns are not known).
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import sys
+import threading
 import traceback
 import types
 from typing import Any
@@ -185,32 +187,89 @@ _STUB = compile("raise __traceback_maker", "<string>", "exec")
 
 
 def _as_traceback(tb: Any, positions: list[Position | None] | None) -> types.TracebackType | None:
-    """tblib's ``as_traceback``, with each frame's real first line and columns."""
-    top: types.TracebackType | None = None
-    last: types.TracebackType | None = None
-    units = len(_STUB.co_code) // 2
-    for i in itertools.count():
-        if not tb:
-            break
-        f_code = tb.tb_frame.f_code
-        position = positions[i] if positions is not None and i < len(positions) else None
-        first = position[4] if position is not None and position[4] <= tb.tb_lineno else tb.tb_lineno
-        code = _STUB.replace(
-            co_firstlineno=first,
-            co_filename=f_code.co_filename,
-            co_name=f_code.co_name,
-            co_linetable=_line_table(units, position, tb.tb_lineno, first),
-        )
+    """tblib's ``as_traceback``, with each frame's real first line and columns.
+
+    The frames are made in `_maker`, a generator that never ends (see `_frames`): a
+    frame that outlives its call keeps the frame that called it (``f_back``), and that
+    one its own caller once it returns, and so on up. Made here, a rebuilt frame's
+    ``f_back`` would lead through fanmap's frames to the map's, whose locals hold the
+    map's items and keywords, and to the exception itself: a cycle that kept them all
+    (a shared array's segment too) until the garbage collector ran. Made in `_maker`,
+    the chain ends at its frame, which never returns.
+    """
+    with _making:
         try:
-            exec(code, dict(tb.tb_frame.f_globals), dict(tb.tb_frame.f_locals))
-        except NameError:
-            made = sys.exc_info()[2]
-            assert made is not None
-            entry = made.tb_next
-            if top is None:
-                top = entry
-            if last is not None:
-                last.tb_next = entry
-            last = entry
-        tb = tb.tb_next
-    return top
+            made: types.TracebackType | BaseException | None = _maker.send((tb, positions))
+        except BaseException:
+            _new_maker()  # it ended after all (it was closed): the next traceback needs one
+            raise
+    if isinstance(made, BaseException):
+        raise made
+    return made
+
+
+def _frames() -> Any:
+    """Makes the frames of rebuilt tracebacks (see `_as_traceback`), each by `exec` right
+    here: this frame is the last of every chain. It never ends (an error is handed back,
+    not raised: on Python 3.12 and later a generator that ends links its frame to its
+    caller's), and it holds nothing of a traceback once it is handed back."""
+    box: list[types.TracebackType | BaseException | None] = [None]
+    units = len(_STUB.co_code) // 2
+    while True:
+        tb, positions = yield box.pop()
+        top: types.TracebackType | None = None
+        last: types.TracebackType | None = None
+        f_code: Any = None
+        code: Any = None
+        try:
+            for i in itertools.count():
+                if not tb:
+                    break
+                f_code = tb.tb_frame.f_code
+                position = positions[i] if positions is not None and i < len(positions) else None
+                first = position[4] if position is not None and position[4] <= tb.tb_lineno else tb.tb_lineno
+                code = _STUB.replace(
+                    co_firstlineno=first,
+                    co_filename=f_code.co_filename,
+                    co_name=f_code.co_name,
+                    co_linetable=_line_table(units, position, tb.tb_lineno, first),
+                )
+                try:
+                    exec(code, dict(tb.tb_frame.f_globals), dict(tb.tb_frame.f_locals))
+                except NameError:
+                    made = sys.exc_info()[2]
+                    assert made is not None
+                    entry = made.tb_next
+                    if top is None:
+                        top = entry
+                    if last is not None:
+                        last.tb_next = entry
+                    last = entry
+                    del made, entry
+                tb = tb.tb_next
+            box.append(top)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # a Ctrl-C, or memory: the caller raises it
+            box.append(exc)
+        del tb, positions, top, last
+        f_code = code = None
+
+
+def _new_maker() -> None:
+    global _maker
+    maker = _frames()
+    next(maker)
+    _maker = maker
+
+
+def _after_fork() -> None:
+    global _making
+    _making = threading.Lock()  # another thread may have held it, or been in the generator
+    _new_maker()
+
+
+_maker: Any = None
+_making = threading.Lock()  # one thread at a time: a generator runs in one
+_new_maker()
+os.register_at_fork(after_in_child=_after_fork)
