@@ -275,29 +275,33 @@ def _peaks(slices: list[_Slice]) -> dict[str, int]:
     by_worker: dict[str, list[_Slice]] = {}
     for s in slices:
         by_worker.setdefault(s.worker, []).append(s)
-    changes: dict[str, list[tuple[float, int]]] = {}
-    for worker, theirs in by_worker.items():
-        points = changes.setdefault(worker, [])
-        if any(s.starts is not None for s in theirs):
-            for s in theirs:
-                if s.starts is not None and s.calls is not None:
-                    for begun, seconds in zip(s.starts, s.calls, strict=True):
-                        points += [(begun, 1), (begun + seconds, -1)]
-            continue
-        for s in theirs:
-            if s.calls is not None and s.count > 1 and sum(s.calls) > s.seconds * 1.5:
-                for seconds in s.calls:  # calls of a chunk that ran together
-                    points += [(s.begun, 1), (s.begun + seconds, -1)]
-            else:
-                points += [(s.begun, 1), (s.begun + s.seconds, -1)]
     peaks = {}
-    for worker, points in changes.items():
+    for worker, theirs in by_worker.items():
+        points = _spans(theirs)
         level = peak = 0
         for _, step in sorted(points, key=lambda p: (p[0], p[1])):
             level += step
             peak = max(peak, level)
         peaks[worker] = peak
     return peaks
+
+
+def _spans(slices: list[_Slice]) -> list[tuple[float, int]]:
+    """One worker's calls as (time, +1) at each start and (time, -1) at each end."""
+    points: list[tuple[float, int]] = []
+    if any(s.starts is not None for s in slices):  # on the worker's clock
+        for s in slices:
+            if s.starts is not None and s.calls is not None:
+                for begun, seconds in zip(s.starts, s.calls, strict=True):
+                    points += [(begun, 1), (begun + seconds, -1)]
+        return points
+    for s in slices:  # on the caller's clock
+        if s.calls is not None and s.count > 1 and sum(s.calls) > s.seconds * 1.5:
+            for seconds in s.calls:  # calls of a chunk that ran together
+                points += [(s.begun, 1), (s.begun + seconds, -1)]
+        else:
+            points += [(s.begun, 1), (s.begun + s.seconds, -1)]
+    return points
 
 
 _SEND_LESS: Final = (

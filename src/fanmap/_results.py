@@ -60,8 +60,9 @@ def stream(blocks: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
         return
     finally:
         blocks.close()  # type: ignore[attr-defined]  # a generator: stop its workers now
-    # Raised outside the handler, so that its chain stays the one made in the worker (and
-    # not kept in this frame, which the traceback holds: see `collected`'s caller).
+    # Raised outside the handler, so that its chain stays the one made in the worker; and
+    # not kept here, where the traceback holds this frame: a cycle would keep the run's
+    # items and keywords until the garbage collector ran.
     try:
         raise without_our_frames(error)
     finally:

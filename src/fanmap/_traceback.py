@@ -219,8 +219,6 @@ def _frames() -> Any:
         tb, positions = yield box.pop()
         top: types.TracebackType | None = None
         last: types.TracebackType | None = None
-        f_code: Any = None
-        code: Any = None
         try:
             for i in itertools.count():
                 if not tb:
@@ -253,7 +251,6 @@ def _frames() -> Any:
         except BaseException as exc:  # a Ctrl-C, or memory: the caller raises it
             box.append(exc)
         del tb, positions, top, last
-        f_code = code = None
 
 
 def _new_maker() -> None:

@@ -135,6 +135,9 @@ def test_a_shared_array_reaches_workers_without_a_copy(start_method: Any, tmp_pa
         "(5100.0, False)",
         "strided views: read-only, no copy",
         "left: []",
+        "raised: item 1 fails",
+        "placed: 1",
+        "left after a map that raised: []",
     ]
 
 

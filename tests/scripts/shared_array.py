@@ -37,3 +37,23 @@ print("strided views: read-only, no copy")
 del table, view  # the array and every view of it
 gc.collect()
 print("left:", segments())
+
+
+@parallel(workers=2)
+def fails(i, *, table):
+    if i == 1:
+        raise ValueError(f"item {i} fails")
+    return float(table[0, 0])
+
+
+# After a map that raised, the array still goes with its last reference: the exception
+# holds no cycle back to the map's keywords (the collector is off to show it).
+gc.disable()
+table = fanmap.share(np.ones((1000, 500)))
+try:
+    fails.map(range(4), table=table)
+except ValueError as exc:
+    print("raised:", exc)
+print("placed:", len(segments()))
+del table
+print("left after a map that raised:", segments())
